@@ -1,0 +1,40 @@
+"""Who may open a project page: every project view goes through `project_view`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+
+from annotate import selectors
+from annotate.models import Membership
+
+LEAD = (Membership.Role.LEAD,)
+ANNOTATORS = (Membership.Role.LEAD, Membership.Role.REVIEWER, Membership.Role.ANNOTATOR)
+MEMBERS = tuple(Membership.Role.values)
+
+
+def project_view(*roles: str) -> Callable:
+    """Decorates a view taking `pk` (the project id): non-members get 404 (they must not
+    learn the project exists), members without one of `roles` get 403. The view receives
+    `request.project` and `request.membership`."""
+    allowed = set(roles or MEMBERS)
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @login_required
+        @wraps(view)
+        def wrapper(request: HttpRequest, pk: int, *args: Any, **kwargs: Any) -> HttpResponse:
+            membership = selectors.membership_for(request.user, pk)
+            if membership.role not in allowed:
+                raise PermissionDenied("Your role in this project does not allow this.")
+            request.membership = membership  # type: ignore[attr-defined]
+            request.project = membership.project  # type: ignore[attr-defined]
+            return view(request, pk, *args, **kwargs)
+
+        return wrapper
+
+    return decorator

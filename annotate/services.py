@@ -1,0 +1,539 @@
+"""Writes that touch several rows: keyword-only functions named <entity>_<action>.
+
+Every function that writes more than one row runs in one transaction, so a crash or a bad
+request leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from annotate import selectors
+from annotate.models import (
+    HEX_COLOUR,
+    Annotation,
+    Assignment,
+    Document,
+    Flag,
+    GuidelineVersion,
+    Label,
+    Membership,
+    Project,
+)
+
+DEFAULT_COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860",
+                   "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd"]
+
+
+class QueueError(Exception):
+    """An annotator's action that the queue cannot honour (document taken, not theirs...)."""
+
+
+# --- projects, members, labels, guidelines -------------------------------------------------
+
+
+@transaction.atomic
+def project_create(
+    *,
+    name: str,
+    created_by: AbstractBaseUser,
+    description: str = "",
+    task_type: str = Project.TaskType.SINGLE_LABEL,
+    overlap: int = 1,
+    labels: Iterable[str] = (),
+    guidelines: str = "",
+) -> Project:
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": "A project needs a name."})
+    if task_type == Project.TaskType.SPANS:
+        raise ValidationError({"task_type": "Span projects are not available yet."})
+    if task_type not in Project.TaskType.values:
+        raise ValidationError({"task_type": f"Unknown task type {task_type!r}."})
+    if overlap < 1:
+        raise ValidationError({"overlap": "Each document needs at least one annotator."})
+    project = Project.objects.create(
+        name=name,
+        description=description,
+        task_type=task_type,
+        overlap=overlap,
+        created_by=created_by,
+    )
+    Membership.objects.create(project=project, user=created_by, role=Membership.Role.LEAD)
+    for label_name in labels:
+        label_create(project=project, name=label_name)
+    if guidelines:
+        guideline_update(project=project, text=guidelines, user=created_by, note="First version")
+    return project
+
+
+def _free_hotkey(project: Project) -> str:
+    used = set(project.labels.exclude(hotkey="").values_list("hotkey", flat=True))
+    for key in "1234567890qwertyuiop":
+        if key not in used:
+            return key
+    return ""
+
+
+def label_create(
+    *,
+    project: Project,
+    name: str,
+    description: str = "",
+    colour: str = "",
+    hotkey: str | None = None,
+) -> Label:
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": "A label needs a name."})
+    if project.labels.filter(name=name).exists():
+        raise ValidationError({"name": f"The project already has a label {name!r}."})
+    position = project.labels.count()
+    colour = colour or DEFAULT_COLOURS[position % len(DEFAULT_COLOURS)]
+    _check_label_fields(project=project, colour=colour, hotkey=hotkey or "", label_id=None)
+    return Label.objects.create(
+        project=project,
+        name=name,
+        description=description,
+        colour=colour,
+        hotkey=_free_hotkey(project) if hotkey is None else hotkey,
+        order=position,
+    )
+
+
+# Keys the annotator page uses for its own actions; a label cannot take them.
+RESERVED_HOTKEYS = {"s", "f", "u", "g", "?"}
+
+
+def _check_label_fields(
+    *, project: Project, colour: str, hotkey: str, label_id: int | None
+) -> None:
+    if not HEX_COLOUR.match(colour):
+        raise ValidationError({"colour": f"{colour!r} is not a colour like #4c72b0."})
+    if hotkey:
+        if len(hotkey) != 1 or hotkey.isspace():
+            raise ValidationError({"hotkey": "A hotkey is a single key."})
+        if hotkey.lower() in RESERVED_HOTKEYS:
+            raise ValidationError(
+                {"hotkey": f"{hotkey!r} is taken by the annotator page (skip/flag/undo/guide)."}
+            )
+        clash = project.labels.filter(hotkey=hotkey).exclude(pk=label_id).first()
+        if clash is not None:
+            raise ValidationError({"hotkey": f"{hotkey!r} is already the hotkey of {clash.name}."})
+
+
+def label_update(
+    *, label: Label, name: str, description: str, colour: str, hotkey: str
+) -> Label:
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": "A label needs a name."})
+    if label.project.labels.filter(name=name).exclude(pk=label.pk).exists():
+        raise ValidationError({"name": f"The project already has a label {name!r}."})
+    _check_label_fields(project=label.project, colour=colour, hotkey=hotkey, label_id=label.pk)
+    label.name, label.description, label.colour, label.hotkey = name, description, colour, hotkey
+    label.save()
+    return label
+
+
+def label_delete(*, label: Label) -> None:
+    answers = Annotation.objects.filter(document__project=label.project_id).values_list(
+        "labels", flat=True
+    )
+    if any(label.pk in labels for labels in answers.iterator(chunk_size=5000)):
+        raise ValidationError(
+            {"label": f"{label.name!r} is used by annotations; rename it instead of deleting."}
+        )
+    label.delete()
+
+
+def membership_set(
+    *, project: Project, username: str, role: str, create_password: str | None = None
+) -> tuple[Membership, bool]:
+    """Adds a user to the project (or changes their role). Returns (membership, created_user).
+
+    An unknown username is created only when a password is given, so a typo does not
+    silently make a new account.
+    """
+    if role not in Membership.Role.values:
+        raise ValidationError({"role": f"Unknown role {role!r}."})
+    User = get_user_model()
+    username = username.strip()
+    user = User.objects.filter(username=username).first()
+    created = False
+    if user is None:
+        if not create_password:
+            raise ValidationError({"username": f"There is no user {username!r}."})
+        user = User.objects.create_user(username=username, password=create_password)
+        created = True
+    with transaction.atomic():
+        membership, _ = Membership.objects.update_or_create(
+            project=project, user=user, defaults={"role": role}
+        )
+        if not project.memberships.filter(role=Membership.Role.LEAD).exists():
+            raise ValidationError({"role": "A project must keep at least one lead."})
+    return membership, created
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership) -> None:
+    project = membership.project
+    membership.delete()
+    if not project.memberships.filter(role=Membership.Role.LEAD).exists():
+        raise ValidationError({"role": "A project must keep at least one lead."})
+    # Whatever they were holding goes back to the queue.
+    for assignment in Assignment.objects.filter(
+        project=project, user_id=membership.user_id, status=Assignment.Status.ACTIVE
+    ):
+        _release(assignment)
+
+
+@transaction.atomic
+def guideline_update(
+    *, project: Project, text: str, user: AbstractBaseUser, note: str = ""
+) -> GuidelineVersion:
+    """Saves the guidelines as a new version; an edit never rewrites an older version."""
+    # Lock the project row so two leads saving at once get versions n+1 and n+2.
+    Project.objects.select_for_update().get(pk=project.pk)
+    current = selectors.guideline_current(project)
+    if current is not None and current.text == text:
+        return current
+    return GuidelineVersion.objects.create(
+        project=project,
+        version=(current.version + 1) if current else 1,
+        text=text,
+        note=note.strip()[:300],
+        created_by=user,
+    )
+
+
+# --- the annotation queue ----------------------------------------------------------------
+
+
+def _ttl() -> timedelta:
+    return timedelta(seconds=settings.LABELWISE_ASSIGNMENT_TTL_SECONDS)
+
+
+def _release(assignment: Assignment) -> None:
+    """Gives an unanswered hand-out's slot back to the queue."""
+    Document.objects.filter(pk=assignment.document_id, slots_taken__gt=0).update(
+        slots_taken=F("slots_taken") - 1
+    )
+    assignment.delete()
+
+
+def assignments_expire(*, project: Project) -> int:
+    """Returns reservations that outlived their TTL to the queue; returns how many."""
+    expired = 0
+    stale = Assignment.objects.filter(
+        project=project, status=Assignment.Status.ACTIVE, expires_at__lte=timezone.now()
+    )
+    for assignment_id in stale.values_list("id", flat=True)[:500]:
+        with transaction.atomic():
+            assignment = (
+                Assignment.objects.select_for_update()
+                .filter(pk=assignment_id, status=Assignment.Status.ACTIVE)
+                .first()
+            )
+            if assignment is not None:
+                _release(assignment)
+                expired += 1
+    return expired
+
+
+def _lock_for_update(queryset):  # type: ignore[no-untyped-def]
+    # PostgreSQL: other annotators skip a row being handed out instead of queueing behind
+    # it. SQLite has no row locks; its IMMEDIATE transactions serialise writers instead.
+    if connection.features.has_select_for_update_skip_locked:
+        return queryset.select_for_update(skip_locked=True, of=("self",))
+    return queryset
+
+
+def assignment_next(*, user: AbstractBaseUser, project: Project) -> Document | None:
+    """Hands the user their next document and reserves a slot for them; None when the queue
+    has nothing left for them. Asking again returns the same document until it is answered,
+    skipped or its reservation expires."""
+    current = selectors.current_assignment(user, project)
+    if current is not None:
+        return current.document
+    assignments_expire(project=project)
+    for slots in range(project.overlap - 1, -1, -1):
+        # A few tries: under contention another annotator may fill the slot between our
+        # read and our guarded update, and then the next candidate is as good.
+        for _attempt in range(5):
+            with transaction.atomic():
+                candidates = selectors.queue_candidates(user, project, slots_taken=slots)
+                document = _lock_for_update(candidates).first()
+                if document is None:
+                    break
+                # The guard makes over-assignment impossible even without row locks: exactly
+                # one of two racing requests can move slots_taken past the same value.
+                taken = Document.objects.filter(
+                    pk=document.pk, slots_taken=slots, slots_taken__lt=project.overlap
+                ).update(slots_taken=F("slots_taken") + 1)
+                if taken != 1:
+                    continue
+                try:
+                    with transaction.atomic():
+                        Assignment.objects.create(
+                            document=document,
+                            project=project,
+                            user=user,
+                            expires_at=timezone.now() + _ttl(),
+                        )
+                except IntegrityError:
+                    # The same user in two tabs raced for this document: keep one hand-out.
+                    Document.objects.filter(pk=document.pk).update(
+                        slots_taken=F("slots_taken") - 1
+                    )
+                    continue
+                document.slots_taken = slots + 1
+                return document
+    return None
+
+
+def _final_labels(project: Project, document: Document) -> list[int] | None:
+    """The label(s) a document ends with once `overlap` annotators answered: the majority
+    answer; a tie stays open (None) for a lead to adjudicate."""
+    answers = [
+        tuple(sorted(labels))
+        for labels in document.annotations.order_by("id").values_list("labels", flat=True)
+    ]
+    if len(answers) < project.overlap or not answers:
+        return None
+    ranked = Counter(answers).most_common()
+    if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
+        return None
+    return list(ranked[0][0])
+
+
+def _check_labels(project: Project, label_ids: list[int]) -> list[int]:
+    valid = set(project.labels.values_list("id", flat=True))
+    unknown = [label_id for label_id in label_ids if label_id not in valid]
+    if unknown:
+        raise ValidationError({"labels": f"Unknown label id(s) for this project: {unknown}."})
+    label_ids = sorted(set(label_ids))
+    if not project.is_multi_label and len(label_ids) != 1:
+        raise ValidationError({"labels": "Choose exactly one label."})
+    return label_ids
+
+
+@transaction.atomic
+def annotation_submit(
+    *,
+    user: AbstractBaseUser,
+    project: Project,
+    document_id: int,
+    label_ids: list[int],
+    duration_ms: int | None = None,
+) -> Annotation:
+    """Records the user's answer for a document they were handed."""
+    label_ids = _check_labels(project, label_ids)
+    document = (
+        Document.objects.select_for_update().filter(project=project, pk=document_id).first()
+    )
+    if document is None:
+        raise QueueError("That document is not in this project.")
+    assignment = (
+        Assignment.objects.select_for_update().filter(document=document, user=user).first()
+    )
+    if assignment is not None and assignment.status == Assignment.Status.DONE:
+        raise QueueError("You have already labelled this document; use undo to change it.")
+    if assignment is None or assignment.status == Assignment.Status.SKIPPED:
+        # The reservation expired (or it was skipped): take a free slot if there is one,
+        # else the document went to someone else meanwhile.
+        if document.slots_taken >= project.overlap:
+            raise QueueError("This document was handed to someone else after your reservation"
+                             " expired; it has been skipped.")
+        document.slots_taken += 1
+        if assignment is None:
+            assignment = Assignment(document=document, project=project, user=user)
+    assignment.status = Assignment.Status.DONE
+    assignment.finished_at = timezone.now()
+    assignment.expires_at = assignment.expires_at or assignment.finished_at
+    assignment.save()
+    annotation = Annotation.objects.create(
+        document=document,
+        annotator=user,
+        labels=label_ids,
+        guideline_version=selectors.guideline_current(project),
+        duration_ms=duration_ms,
+    )
+    document.n_annotations += 1
+    document.final_labels = _final_labels(project, document)
+    document.save(update_fields=["slots_taken", "n_annotations", "final_labels"])
+    return annotation
+
+
+@transaction.atomic
+def assignment_skip(*, user: AbstractBaseUser, project: Project, document_id: int) -> None:
+    """The user passes on a document: its slot returns to the queue for others, and it is
+    never handed to this user again."""
+    assignment = (
+        Assignment.objects.select_for_update()
+        .filter(project=project, document_id=document_id, user=user)
+        .first()
+    )
+    if assignment is None or assignment.status != Assignment.Status.ACTIVE:
+        raise QueueError("That document is not currently handed to you.")
+    Document.objects.filter(pk=document_id, slots_taken__gt=0).update(
+        slots_taken=F("slots_taken") - 1
+    )
+    assignment.status = Assignment.Status.SKIPPED
+    assignment.finished_at = timezone.now()
+    assignment.save(update_fields=["status", "finished_at"])
+
+
+@transaction.atomic
+def annotation_undo(*, user: AbstractBaseUser, project: Project) -> Document | None:
+    """Takes back the user's most recent answer in the project and hands that document back
+    to them; the document they were holding instead returns to the queue."""
+    last = (
+        Annotation.objects.select_for_update()
+        .filter(document__project=project, annotator=user, source=Annotation.Source.HUMAN)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if last is None:
+        return None
+    for holding in Assignment.objects.select_for_update().filter(
+        project=project, user=user, status=Assignment.Status.ACTIVE
+    ):
+        _release(holding)
+    document = Document.objects.select_for_update().get(pk=last.document_id)
+    last.delete()
+    Assignment.objects.filter(document=document, user=user).update(
+        status=Assignment.Status.ACTIVE,
+        finished_at=None,
+        expires_at=timezone.now() + _ttl(),
+    )
+    document.n_annotations = max(document.n_annotations - 1, 0)
+    document.final_labels = _final_labels(project, document)
+    document.save(update_fields=["n_annotations", "final_labels"])
+    return document
+
+
+def flag_create(
+    *, user: AbstractBaseUser, project: Project, document_id: int, comment: str
+) -> Flag:
+    comment = comment.strip()
+    if not comment:
+        raise ValidationError({"comment": "Say what is wrong with the document."})
+    document = Document.objects.filter(project=project, pk=document_id).first()
+    if document is None:
+        raise QueueError("That document is not in this project.")
+    return Flag.objects.create(document=document, user=user, comment=comment[:5000])
+
+
+# --- the held-out evaluation set ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HoldoutSummary:
+    holdout: int
+    pool_labeled: int
+    groups_holdout: int
+    per_label: dict[str, int]
+
+
+@transaction.atomic
+def holdout_reserve(
+    *,
+    project: Project,
+    fraction: float | None = None,
+    count: int | None = None,
+    group_field: str = "",
+    seed: int = 0,
+) -> HoldoutSummary:
+    """Reserves a fixed, stratified share (or count) of the labelled documents as the
+    project's evaluation set, replacing any earlier holdout.
+
+    Groups (documents sharing `meta[group_field]`, e.g. the movie a review is about) move as
+    one, so a model never trains on one review of a movie and is scored on another; exact
+    duplicates cannot straddle the split because a project stores each text once. Members
+    of a chosen group that are not labelled yet go to the holdout too.
+    """
+    if (fraction is None) == (count is None):
+        raise ValidationError("Give either a fraction or a count.")
+    labeled = list(
+        Document.objects.filter(project=project, final_labels__isnull=False).values_list(
+            "id", "final_labels", "meta", "text_hash"
+        )
+    )
+    if not labeled:
+        raise ValidationError("No labelled documents yet: label (or import labels) first.")
+    if fraction is not None and not 0 < fraction < 1:
+        raise ValidationError({"fraction": "The holdout share must be between 0 and 1."})
+    target = round(fraction * len(labeled)) if fraction is not None else int(count or 0)
+    if not 0 < target < len(labeled):
+        raise ValidationError(
+            {"count": f"The holdout must be between 1 and {len(labeled) - 1} documents."}
+        )
+
+    def group_of(meta: dict, digest: str) -> str:
+        if group_field and meta.get(group_field) not in (None, ""):
+            return f"g:{meta[group_field]}"
+        return f"h:{digest}"
+
+    groups: dict[str, list[int]] = defaultdict(list)
+    group_labels: dict[str, Counter] = defaultdict(Counter)
+    for doc_id, labels, meta, digest in labeled:
+        key = group_of(meta or {}, digest)
+        groups[key].append(doc_id)
+        group_labels[key][tuple(sorted(labels))] += 1
+    # Stratify on each group's majority label: take groups stratum by stratum until each
+    # stratum has its share, so rare labels are represented in the holdout.
+    strata: dict[tuple, list[str]] = defaultdict(list)
+    for key, counter in group_labels.items():
+        strata[counter.most_common(1)[0][0]].append(key)
+    rng = random.Random(seed)
+    share = target / len(labeled)
+    chosen_groups: list[str] = []
+    for stratum in sorted(strata):
+        keys = sorted(strata[stratum])
+        rng.shuffle(keys)
+        stratum_size = sum(len(groups[k]) for k in keys)
+        want, got = share * stratum_size, 0
+        for key in keys:
+            if got >= want or got + len(groups[key]) > want * 1.5 + 1:
+                continue
+            chosen_groups.append(key)
+            got += len(groups[key])
+    chosen_group_values = {k[2:] for k in chosen_groups if k.startswith("g:")}
+    chosen_ids = {doc_id for key in chosen_groups for doc_id in groups[key]}
+
+    Document.objects.filter(project=project).update(split=Document.Split.POOL)
+    Document.objects.filter(pk__in=chosen_ids).update(split=Document.Split.HOLDOUT)
+    if group_field and chosen_group_values:
+        # Unlabelled members of held-out groups must not be trained on later either.
+        unlabeled = Document.objects.filter(project=project, final_labels__isnull=True)
+        to_move = [
+            doc_id
+            for doc_id, meta in unlabeled.values_list("id", "meta").iterator(chunk_size=5000)
+            if str((meta or {}).get(group_field, "")) in chosen_group_values
+        ]
+        Document.objects.filter(pk__in=to_move).update(split=Document.Split.HOLDOUT)
+    label_names = dict(project.labels.values_list("id", "name"))
+    per_label: Counter = Counter()
+    for doc_id, labels, _meta, _digest in labeled:
+        if doc_id in chosen_ids:
+            for label_id in labels:
+                per_label[label_names.get(label_id, str(label_id))] += 1
+    return HoldoutSummary(
+        holdout=Document.objects.filter(project=project, split=Document.Split.HOLDOUT).count(),
+        pool_labeled=len(labeled) - len(chosen_ids),
+        groups_holdout=len(chosen_groups),
+        per_label=dict(per_label),
+    )

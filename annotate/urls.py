@@ -1,0 +1,33 @@
+from django.urls import path
+
+from annotate import lead_views, views
+
+app_name = "annotate"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    # The annotator's page and its HTMX actions.
+    path("p/<int:pk>/annotate/", views.annotate_page, name="annotate"),
+    path("p/<int:pk>/annotate/submit/", views.annotate_submit, name="annotate_submit"),
+    path("p/<int:pk>/annotate/skip/", views.annotate_skip, name="annotate_skip"),
+    path("p/<int:pk>/annotate/undo/", views.annotate_undo, name="annotate_undo"),
+    path("p/<int:pk>/annotate/flag/", views.annotate_flag, name="annotate_flag"),
+    # The lead's pages.
+    path("p/new/", lead_views.project_create, name="project_create"),
+    path("p/<int:pk>/", lead_views.project_overview, name="project"),
+    path("p/<int:pk>/settings/", lead_views.project_settings, name="project_settings"),
+    path("p/<int:pk>/labels/", lead_views.labels, name="labels"),
+    path("p/<int:pk>/labels/<int:label_id>/", lead_views.label_edit, name="label_edit"),
+    path("p/<int:pk>/labels/<int:label_id>/delete/", lead_views.label_delete, name="label_delete"),
+    path("p/<int:pk>/members/", lead_views.members, name="members"),
+    path("p/<int:pk>/members/<int:membership_id>/remove/", lead_views.member_remove,
+         name="member_remove"),
+    path("p/<int:pk>/guidelines/", lead_views.guidelines, name="guidelines"),
+    path("p/<int:pk>/guidelines/edit/", lead_views.guideline_edit, name="guideline_edit"),
+    path("p/<int:pk>/guidelines/v<int:version>/", lead_views.guideline_version,
+         name="guideline_version"),
+    path("p/<int:pk>/documents/", lead_views.documents, name="documents"),
+    path("p/<int:pk>/import/", lead_views.import_upload, name="import"),
+    path("p/<int:pk>/holdout/", lead_views.holdout, name="holdout"),
+    path("p/<int:pk>/export/<str:fmt>/", lead_views.export, name="export"),
+]

@@ -1,0 +1,169 @@
+"""The annotator's page and the home page: thin views over services and selectors.
+
+The annotator page is one template with named partials; HTMX requests get the `#item`
+partial back (the next document) so labelling never reloads the page.
+"""
+
+from __future__ import annotations
+
+import markdown
+import nh3
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from annotate import selectors, services
+from annotate.access import ANNOTATORS, project_view
+from annotate.models import Document, GuidelineVersion
+
+
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return JsonResponse({"status": "ok"})
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    memberships = selectors.projects_for(request.user)
+    return render(request, "annotate/home.html", {"memberships": memberships})
+
+
+def render_guidelines(version: GuidelineVersion | None) -> str:
+    """Guidelines Markdown as sanitised HTML (leads may paste raw HTML into Markdown)."""
+    if version is None or not version.text.strip():
+        return ""
+    html = markdown.markdown(version.text, extensions=["extra", "sane_lists"])
+    return nh3.clean(html)
+
+
+def _item_context(request: HttpRequest, document: Document | None, **extra: object) -> dict:
+    project = request.project  # type: ignore[attr-defined]
+    return {
+        "project": project,
+        "membership": request.membership,  # type: ignore[attr-defined]
+        "document": document,
+        "labels": selectors.labels_of(project),
+        "progress": selectors.project_progress(request.user, project),
+        **extra,
+    }
+
+
+def _render_item(
+    request: HttpRequest, document: Document | None, *, status: int = 200, **extra: object
+) -> HttpResponse:
+    context = _item_context(request, document, **extra)
+    template = "annotate/annotate.html"
+    if request.htmx:  # type: ignore[attr-defined]
+        # htmx swaps only 2xx responses; the error is shown inside the partial instead.
+        return render(request, template + "#item", context)
+    return render(request, template, context, status=status)
+
+
+@project_view(*ANNOTATORS)
+def annotate_page(request: HttpRequest, pk: int) -> HttpResponse:
+    project = request.project  # type: ignore[attr-defined]
+    document = services.assignment_next(user=request.user, project=project)
+    guideline = selectors.guideline_current(project)
+    return _render_item(
+        request,
+        document,
+        guideline=guideline,
+        guideline_html=render_guidelines(guideline),
+    )
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+@require_POST
+@project_view(*ANNOTATORS)
+def annotate_submit(request: HttpRequest, pk: int) -> HttpResponse:
+    project = request.project  # type: ignore[attr-defined]
+    label_ids = [i for i in map(_int_or_none, request.POST.getlist("label")) if i is not None]
+    document_id = _int_or_none(request.POST.get("document"))
+    notice, error = "", ""
+    try:
+        if document_id is None:
+            raise services.QueueError("No document given.")
+        services.annotation_submit(
+            user=request.user,
+            project=project,
+            document_id=document_id,
+            label_ids=label_ids,
+            duration_ms=_int_or_none(request.POST.get("duration_ms")),
+        )
+        notice = "Saved."
+    except ValidationError as exc:
+        error = "; ".join(m for msgs in exc.message_dict.values() for m in msgs)
+        document = Document.objects.filter(project=project, pk=document_id).first()
+        return _render_item(request, document, error=error, status=400)
+    except services.QueueError as exc:
+        error = str(exc)
+    return _next(request, notice=notice, error=error)
+
+
+def _next(request: HttpRequest, **extra: object) -> HttpResponse:
+    document = services.assignment_next(
+        user=request.user, project=request.project  # type: ignore[attr-defined]
+    )
+    if not request.htmx:  # type: ignore[attr-defined]
+        return redirect("annotate:annotate", pk=request.project.pk)  # type: ignore[attr-defined]
+    return _render_item(request, document, **extra)
+
+
+@require_POST
+@project_view(*ANNOTATORS)
+def annotate_skip(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        services.assignment_skip(
+            user=request.user,
+            project=request.project,  # type: ignore[attr-defined]
+            document_id=_int_or_none(request.POST.get("document")) or 0,
+        )
+    except services.QueueError as exc:
+        return _next(request, error=str(exc))
+    return _next(request, notice="Skipped.")
+
+
+@require_POST
+@project_view(*ANNOTATORS)
+def annotate_undo(request: HttpRequest, pk: int) -> HttpResponse:
+    document = services.annotation_undo(
+        user=request.user, project=request.project  # type: ignore[attr-defined]
+    )
+    if document is None:
+        return _next(request, error="Nothing to undo.")
+    if not request.htmx:  # type: ignore[attr-defined]
+        return redirect("annotate:annotate", pk=pk)
+    return _render_item(request, document, notice="Undone: label it again.")
+
+
+@require_POST
+@project_view(*ANNOTATORS)
+def annotate_flag(request: HttpRequest, pk: int) -> HttpResponse:
+    project = request.project  # type: ignore[attr-defined]
+    document_id = _int_or_none(request.POST.get("document")) or 0
+    document = Document.objects.filter(project=project, pk=document_id).first()
+    try:
+        services.flag_create(
+            user=request.user,
+            project=project,
+            document_id=document_id,
+            comment=request.POST.get("comment", ""),
+        )
+    except ValidationError as exc:
+        return _render_item(request, document, error=" ".join(exc.messages), status=400)
+    except services.QueueError as exc:
+        return _next(request, error=str(exc))
+    if not request.htmx:  # type: ignore[attr-defined]
+        return redirect("annotate:annotate", pk=pk)
+    return _render_item(request, document, notice="Flagged for the lead. Label it or skip it.")

@@ -1,0 +1,81 @@
+"""Shared fixtures: a project with a lead, an annotator and a viewer, and a stranger who
+belongs to no project (every project endpoint is tested against the stranger)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Nothing here may reach a model hub: a hidden download would hang or fail offline.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct-horse-battery"
+
+
+def shared_datasets_dir() -> Path:
+    """The real labelled datasets (benchmarks and slow tests only)."""
+    return Path(os.environ.get("LABELWISE_DATASETS", REPO_ROOT.parent / "shared" / "datasets"))
+
+
+def make_user(django_user_model, username: str):  # type: ignore[no-untyped-def]
+    return django_user_model.objects.create_user(username=username, password=PASSWORD)
+
+
+@pytest.fixture
+def lead(db, django_user_model):  # type: ignore[no-untyped-def]
+    return make_user(django_user_model, "lead")
+
+
+@pytest.fixture
+def annotator(db, django_user_model):  # type: ignore[no-untyped-def]
+    return make_user(django_user_model, "annotator")
+
+
+@pytest.fixture
+def viewer(db, django_user_model):  # type: ignore[no-untyped-def]
+    return make_user(django_user_model, "viewer")
+
+
+@pytest.fixture
+def stranger(db, django_user_model):  # type: ignore[no-untyped-def]
+    return make_user(django_user_model, "stranger")
+
+
+@pytest.fixture
+def project(lead, annotator, viewer):  # type: ignore[no-untyped-def]
+    from annotate import services
+    from annotate.models import Membership
+
+    project = services.project_create(
+        name="News topics",
+        created_by=lead,
+        labels=["business", "sport", "tech"],
+        guidelines="# Topics\n\nPick the **main** topic of the article.",
+    )
+    services.membership_set(project=project, username="annotator", role=Membership.Role.ANNOTATOR)
+    services.membership_set(project=project, username="viewer", role=Membership.Role.VIEWER)
+    return project
+
+
+@pytest.fixture
+def documents(project):  # type: ignore[no-untyped-def]
+    """Twelve unlabelled documents in the project."""
+    import random
+
+    from annotate.models import Document, text_hash
+
+    rng = random.Random(0)
+    texts = [f"Document number {i} about markets, matches or machines." for i in range(12)]
+    return Document.objects.bulk_create(
+        Document(project=project, text=t, text_hash=text_hash(t), rand=rng.random()) for t in texts
+    )
+
+
+def client_for(client, user):  # type: ignore[no-untyped-def]
+    client.force_login(user)
+    return client
