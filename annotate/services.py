@@ -15,9 +15,10 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from annotate import selectors
@@ -234,8 +235,18 @@ def _release(assignment: Assignment) -> None:
     assignment.delete()
 
 
-def assignments_expire(*, project: Project) -> int:
-    """Returns reservations that outlived their TTL to the queue; returns how many."""
+EXPIRY_CHECK_INTERVAL_SECONDS = 30
+
+
+def assignments_expire(*, project: Project, force: bool = False) -> int:
+    """Returns reservations that outlived their TTL to the queue; returns how many.
+
+    Called on the hand-out path, so it looks at most every EXPIRY_CHECK_INTERVAL_SECONDS
+    per project (reservations last an hour; a few seconds' delay costs nothing)."""
+    if not force and not cache.add(
+        f"labelwise:expiry-check:{project.pk}", 1, EXPIRY_CHECK_INTERVAL_SECONDS
+    ):
+        return 0
     expired = 0
     stale = Assignment.objects.filter(
         project=project, status=Assignment.Status.ACTIVE, expires_at__lte=timezone.now()
@@ -372,7 +383,10 @@ def annotation_submit(
         duration_ms=duration_ms,
     )
     document.n_annotations += 1
-    document.final_labels = _final_labels(project, document)
+    # With one annotator per document the answer is final; skip the vote's query.
+    document.final_labels = (
+        label_ids if project.overlap == 1 else _final_labels(project, document)
+    )
     document.save(update_fields=["slots_taken", "n_annotations", "final_labels"])
     return annotation
 
@@ -537,3 +551,158 @@ def holdout_reserve(
         groups_holdout=len(chosen_groups),
         per_label=dict(per_label),
     )
+
+
+# --- lead pages ---
+# The lead's pages need one write (project settings) and a few project-wide reads. The reads
+# belong in selectors.py; they sit here only because this section is the one open to the
+# lead-pages work, and can move as they are.
+
+
+@transaction.atomic
+def project_update(
+    *,
+    project: Project,
+    name: str,
+    description: str,
+    overlap: int,
+    annotators_see_others: bool,
+    text_direction: str,
+) -> Project:
+    """Saves the project's settings. Lowering the overlap settles documents that already
+    have enough answers under the new overlap; raising it reopens nothing already final."""
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": "A project needs a name."})
+    if overlap < 1:
+        raise ValidationError({"overlap": "Each document needs at least one annotator."})
+    if text_direction not in {"ltr", "rtl"}:
+        raise ValidationError({"text_direction": f"Unknown text direction {text_direction!r}."})
+    project = Project.objects.select_for_update().get(pk=project.pk)
+    lowered = overlap < project.overlap
+    project.name, project.description, project.overlap = name, description, overlap
+    project.annotators_see_others, project.text_direction = annotators_see_others, text_direction
+    project.save()
+    if lowered:
+        unsettled = Document.objects.filter(
+            project=project, final_labels__isnull=True, n_annotations__gte=overlap
+        )
+        for document in unsettled.iterator(chunk_size=2000):
+            document.final_labels = _final_labels(project, document)
+            if document.final_labels is not None:
+                document.save(update_fields=["final_labels"])
+    return project
+
+
+@dataclass(frozen=True)
+class ProjectStats:
+    documents: int
+    annotated: int  # documents with at least one answer
+    final: int  # documents whose label is settled (agreement, adjudication or import)
+    holdout: int
+    left_in_queue: int  # documents that still have an open annotation slot
+    annotations: int
+
+
+def project_stats(*, project: Project) -> ProjectStats:
+    """Project-wide counts for the overview: one aggregate over the documents table (the
+    denormalised counters on Document make this a single scan, no join)."""
+    docs = Document.objects.filter(project=project).aggregate(
+        n=Count("id"),
+        annotated=Count("id", filter=Q(n_annotations__gt=0)),
+        final=Count("id", filter=Q(final_labels__isnull=False)),
+        holdout=Count("id", filter=Q(split=Document.Split.HOLDOUT)),
+        open=Count(
+            "id", filter=Q(slots_taken__lt=project.overlap, final_labels__isnull=True)
+        ),
+    )
+    annotations = Annotation.objects.filter(document__project=project).count()
+    return ProjectStats(
+        documents=docs["n"],
+        annotated=docs["annotated"],
+        final=docs["final"],
+        holdout=docs["holdout"],
+        left_in_queue=docs["open"],
+        annotations=annotations,
+    )
+
+
+def flags_open(*, project: Project, limit: int = 50) -> list[Flag]:
+    return list(
+        Flag.objects.filter(document__project=project, resolved=False)
+        .select_related("document", "user")
+        .order_by("-created_at")[:limit]
+    )
+
+
+def guideline_history(*, project: Project) -> list[tuple[GuidelineVersion, int]]:
+    """Every guideline version, newest first, with how many annotations were made under it."""
+    used = dict(
+        Annotation.objects.filter(guideline_version__project=project)
+        .values_list("guideline_version")
+        .annotate(n=Count("id"))
+        .values_list("guideline_version", "n")
+    )
+    versions = project.guidelines.select_related("created_by").order_by("-version")
+    return [(version, used.get(version.pk, 0)) for version in versions]
+
+
+def _label_q(label_id: int) -> Q:
+    # A final label list holds Label ids. PostgreSQL answers "contains" from jsonb; SQLite
+    # has no JSON containment in Django, so match the id inside the stored JSON text
+    # ("[3, 12]"), bounded so 3 does not match 13.
+    if connection.features.supports_json_field_contains:
+        return Q(final_labels__contains=[label_id])
+    return Q(final_labels__regex=rf"[\[ ]{label_id}[,\]]")
+
+
+DOCUMENT_STATUSES = {
+    "unlabelled": "Unlabelled",
+    "labelled": "Labelled",
+    "holdout": "In holdout",
+    "flagged": "Flagged",
+}
+
+
+def document_list(
+    *, project: Project, status: str = "", label_id: int | None = None, q: str = ""
+) -> QuerySet[Document]:
+    """Documents of a project filtered for the lead's list, newest id last. Each row carries
+    `flagged` (an unresolved flag exists); the answer count is the stored counter."""
+    open_flags = Flag.objects.filter(document=OuterRef("pk"), resolved=False)
+    documents = Document.objects.filter(project=project)
+    if status == "unlabelled":
+        documents = documents.filter(final_labels__isnull=True)
+    elif status == "labelled":
+        documents = documents.filter(final_labels__isnull=False)
+    elif status == "holdout":
+        documents = documents.filter(split=Document.Split.HOLDOUT)
+    elif status == "flagged":
+        documents = documents.filter(Exists(open_flags))
+    if label_id is not None:
+        documents = documents.filter(_label_q(label_id))
+    if q:
+        documents = documents.filter(text__icontains=q)
+    return documents.annotate(flagged=Exists(open_flags)).order_by("id")
+
+
+def holdout_label_counts(*, project: Project) -> dict[str, int]:
+    """Final-label counts among the held-out documents, by label name."""
+    names = dict(project.labels.values_list("id", "name"))
+    counts: Counter = Counter()
+    finals = Document.objects.filter(
+        project=project, split=Document.Split.HOLDOUT, final_labels__isnull=False
+    ).values_list("final_labels", flat=True)
+    for labels in finals.iterator(chunk_size=5000):
+        for label_id in labels:
+            counts[names.get(label_id, str(label_id))] += 1
+    return dict(counts)
+
+
+def document_meta_keys(*, project: Project, sample: int = 500) -> list[str]:
+    """Metadata keys seen in a sample of the project's documents (grouping-field choices)."""
+    keys: set[str] = set()
+    for meta in Document.objects.filter(project=project).values_list("meta", flat=True)[:sample]:
+        if isinstance(meta, dict):
+            keys.update(str(key) for key in meta)
+    return sorted(keys)

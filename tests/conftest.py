@@ -79,3 +79,20 @@ def documents(project):  # type: ignore[no-untyped-def]
 def client_for(client, user):  # type: ignore[no-untyped-def]
     client.force_login(user)
     return client
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):  # type: ignore[no-untyped-def]
+    # PBKDF2's deliberate slowness costs ~0.3 s per user on these cores; tests need no
+    # protection against offline cracking.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():  # type: ignore[no-untyped-def]
+    # Project counts and the expiry throttle live in the cache; no test may see another's.
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()

@@ -1,0 +1,108 @@
+// Keyboard-first labelling. The page works without this file (plain forms); with it, every
+// action has a key, and keys are ignored while a request is in flight so a double press
+// never answers the next document by accident.
+(function () {
+  "use strict";
+  let busy = false;
+  let shownAt = performance.now();
+
+  document.addEventListener("htmx:beforeRequest", function () { busy = true; });
+  document.addEventListener("htmx:afterRequest", function () { busy = false; });
+  document.addEventListener("htmx:afterSwap", function () {
+    busy = false;
+    shownAt = performance.now();
+  });
+  // Record how long the annotator looked at the text (labels per hour on the dashboard).
+  document.addEventListener("htmx:configRequest", function (event) {
+    if (event.detail.parameters && "duration_ms" in event.detail.parameters) {
+      event.detail.parameters.duration_ms = String(Math.round(performance.now() - shownAt));
+    }
+  });
+
+  function typing(target) {
+    const tag = (target.tagName || "").toLowerCase();
+    return tag === "input" && target.type !== "checkbox" || tag === "textarea" ||
+      tag === "select" || target.isContentEditable;
+  }
+
+  function labelFor(key) {
+    const item = document.getElementById("item");
+    if (!item) return null;
+    return Array.from(item.querySelectorAll("[data-hotkey]")).find(function (el) {
+      return el.dataset.hotkey && el.dataset.hotkey.toLowerCase() === key.toLowerCase();
+    }) || null;
+  }
+
+  function submit(form, submitter) {
+    if (!form || busy) return;
+    busy = true;
+    // A click (not requestSubmit) so htmx sees which label button submitted the form.
+    if (submitter) submitter.click(); else form.requestSubmit();
+  }
+
+  document.addEventListener("keydown", function (event) {
+    const flagBox = document.getElementById("flag-box");
+    if (event.key === "Escape" && flagBox && flagBox.open) {
+      flagBox.open = false;
+      event.target.blur && event.target.blur();
+      return;
+    }
+    if (event.target.id === "flag-comment" && event.key === "Enter" && !event.shiftKey) {
+      event.preventDefault();
+      submit(event.target.form);
+      return;
+    }
+    if (typing(event.target) || event.ctrlKey || event.metaKey || event.altKey) return;
+    const item = document.getElementById("item");
+    if (!item) return;
+    const multi = item.dataset.multi === "1";
+    const label = labelFor(event.key);
+    if (label) {
+      event.preventDefault();
+      if (multi) {
+        const box = label.querySelector("input[type=checkbox]");
+        box.checked = !box.checked;
+        label.setAttribute("aria-pressed", box.checked ? "true" : "false");
+      } else {
+        submit(document.getElementById("label-form"), label);
+      }
+      return;
+    }
+    switch (event.key) {
+      case "Enter":
+        if (multi && document.getElementById("label-form")) {
+          event.preventDefault();
+          submit(document.getElementById("label-form"));
+        }
+        break;
+      case "s":
+        event.preventDefault();
+        submit(document.getElementById("skip") && document.getElementById("skip").form);
+        break;
+      case "u":
+        event.preventDefault();
+        submit(document.getElementById("undo") && document.getElementById("undo").form);
+        break;
+      case "f":
+        if (flagBox) {
+          event.preventDefault();
+          flagBox.open = true;
+          document.getElementById("flag-comment").focus();
+        }
+        break;
+      case "g": {
+        const side = document.getElementById("side-panel");
+        if (side) side.hidden = !side.hidden;
+        break;
+      }
+    }
+  });
+
+  // Clicking a multi-label toggle keeps its pressed state in step with the checkbox.
+  document.addEventListener("change", function (event) {
+    const label = event.target.closest && event.target.closest("[data-hotkey]");
+    if (label && event.target.type === "checkbox") {
+      label.setAttribute("aria-pressed", event.target.checked ? "true" : "false");
+    }
+  });
+})();

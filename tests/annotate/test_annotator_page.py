@@ -1,0 +1,108 @@
+"""The annotator's page through Django's test client: full page, HTMX partials, no-JS forms."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+
+from annotate.models import Annotation, Assignment, Flag
+from annotate.services import guideline_update
+
+
+def htmx_post(client, url: str, data: dict):  # type: ignore[no-untyped-def]
+    return client.post(url, data, HTTP_HX_REQUEST="true")
+
+
+def held_document(user):  # type: ignore[no-untyped-def]
+    return Assignment.objects.get(user=user, status="active").document
+
+
+def test_page_shows_a_document_labels_hotkeys_and_guidelines(client, project, annotator,
+                                                             documents):
+    client.force_login(annotator)
+    response = client.get(reverse("annotate:annotate", args=[project.pk]))
+    assert response.status_code == 200
+    html = response.content.decode()
+    document = held_document(annotator)
+    assert document.text in html
+    for label in project.labels.all():
+        assert label.name in html and f'data-hotkey="{label.hotkey}"' in html
+    assert "<strong>main</strong>" in html  # the guidelines' Markdown, rendered
+    assert "Left in queue" in html and "static/vendor/htmx.min.js" in html
+
+
+def test_guidelines_are_sanitised(client, project, annotator, lead, documents):
+    guideline_update(project=project, text="Hi <script>alert(1)</script> **bold**", user=lead)
+    client.force_login(annotator)
+    html = client.get(reverse("annotate:annotate", args=[project.pk])).content.decode()
+    assert "<script>alert(1)</script>" not in html and "<strong>bold</strong>" in html
+
+
+def test_htmx_submit_records_and_swaps_in_the_next_document(client, project, annotator,
+                                                            documents):
+    client.force_login(annotator)
+    client.get(reverse("annotate:annotate", args=[project.pk]))
+    first = held_document(annotator)
+    sport = project.labels.get(name="sport")
+    response = htmx_post(client, reverse("annotate:annotate_submit", args=[project.pk]),
+                         {"document": first.pk, "label": sport.pk, "duration_ms": "850"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.lstrip().startswith('<section id="item"')  # the partial, not a whole page
+    assert "<html" not in html
+    annotation = Annotation.objects.get(document=first)
+    assert annotation.labels == [sport.pk] and annotation.duration_ms == 850
+    second = held_document(annotator)
+    assert second.pk != first.pk and second.text in html
+
+
+def test_plain_form_submit_without_javascript_redirects_back(client, project, annotator,
+                                                             documents):
+    client.force_login(annotator)
+    client.get(reverse("annotate:annotate", args=[project.pk]))
+    first = held_document(annotator)
+    response = client.post(reverse("annotate:annotate_submit", args=[project.pk]),
+                           {"document": first.pk, "label": project.labels.first().pk})
+    assert response.status_code == 302
+    assert Annotation.objects.filter(document=first, annotator=annotator).exists()
+
+
+def test_bad_label_shows_an_error_and_keeps_the_document(client, project, annotator,
+                                                         documents):
+    client.force_login(annotator)
+    client.get(reverse("annotate:annotate", args=[project.pk]))
+    first = held_document(annotator)
+    response = htmx_post(client, reverse("annotate:annotate_submit", args=[project.pk]),
+                         {"document": first.pk, "label": "12345678"})
+    html = response.content.decode()
+    assert "Unknown label" in html and first.text in html
+    assert not Annotation.objects.exists()
+
+
+def test_skip_undo_and_flag_from_the_page(client, project, annotator, documents):
+    client.force_login(annotator)
+    client.get(reverse("annotate:annotate", args=[project.pk]))
+    first = held_document(annotator)
+    htmx_post(client, reverse("annotate:annotate_skip", args=[project.pk]),
+              {"document": first.pk})
+    second = held_document(annotator)
+    assert second.pk != first.pk
+    htmx_post(client, reverse("annotate:annotate_submit", args=[project.pk]),
+              {"document": second.pk, "label": project.labels.first().pk})
+    response = htmx_post(client, reverse("annotate:annotate_undo", args=[project.pk]), {})
+    assert "Undone" in response.content.decode() and second.text in response.content.decode()
+    assert not Annotation.objects.filter(document=second).exists()
+    response = htmx_post(client, reverse("annotate:annotate_flag", args=[project.pk]),
+                         {"document": second.pk, "comment": "Not English"})
+    assert "Flagged" in response.content.decode()
+    assert Flag.objects.get(document=second).comment == "Not English"
+
+
+def test_viewer_cannot_annotate(client, project, viewer, documents):
+    client.force_login(viewer)
+    assert client.get(reverse("annotate:annotate", args=[project.pk])).status_code == 403
+
+
+def test_empty_queue_says_so(client, project, annotator):
+    client.force_login(annotator)
+    html = client.get(reverse("annotate:annotate", args=[project.pk])).content.decode()
+    assert "Nothing left to label" in html

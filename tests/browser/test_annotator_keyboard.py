@@ -1,0 +1,88 @@
+"""An annotator logs in and labels with the keyboard alone, in real headless Chromium."""
+
+from __future__ import annotations
+
+import pytest
+
+from annotate.models import Annotation, Flag
+from tests.conftest import PASSWORD
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def log_in(page, live_server, username: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.keyboard.type(username)  # the username field has autofocus
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{live_server.url}/")
+
+
+def shown_document_id(page) -> int:  # type: ignore[no-untyped-def]
+    return int(page.locator("#item").get_attribute("data-document"))
+
+
+def test_annotator_labels_three_documents_with_the_keyboard_only(
+    page, live_server, project, annotator, documents
+):
+    log_in(page, live_server, "annotator")
+    page.goto(f"{live_server.url}/p/{project.pk}/annotate/")
+    hotkeys = {label.hotkey: label.pk for label in project.labels.all()}
+    answered: list[tuple[int, int]] = []
+    for key in ["1", "2", "3"]:
+        before = shown_document_id(page)
+        page.keyboard.press(key)
+        # The next document is swapped in without a page load.
+        page.wait_for_function(
+            f"document.querySelector('#item').dataset.document !== '{before}'"
+        )
+        answered.append((before, hotkeys[key]))
+    assert page.locator("#done-today").inner_text() == "3"
+    saved = {(a.document_id, a.labels[0]) for a in Annotation.objects.filter(annotator=annotator)}
+    assert saved == set(answered)
+
+    # Undo (u) brings back the last document and deletes its answer.
+    page.keyboard.press("u")
+    page.wait_for_function(
+        f"document.querySelector('#item').dataset.document === '{answered[-1][0]}'"
+    )
+    assert Annotation.objects.filter(annotator=annotator).count() == 2
+
+    # Skip (s) moves on without an answer.
+    page.keyboard.press("s")
+    page.wait_for_function(
+        f"document.querySelector('#item').dataset.document !== '{answered[-1][0]}'"
+    )
+    assert Annotation.objects.filter(annotator=annotator).count() == 2
+
+    # Flag (f) opens the comment box; Enter sends it.
+    flagged = shown_document_id(page)
+    page.keyboard.press("f")
+    page.keyboard.type("Looks machine-translated")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("text=Flagged for the lead")
+    assert Flag.objects.get(document_id=flagged).comment == "Looks machine-translated"
+
+    # The guidelines sit beside the text, and g hides them.
+    assert page.locator("#guidelines strong").inner_text() == "main"
+    page.keyboard.press("g")
+    assert page.locator("#side-panel").is_hidden()
+
+
+def test_multi_label_toggles_and_enter_submits(page, live_server, project, annotator,
+                                              documents):
+    project.task_type = "multi_label"
+    project.save()
+    log_in(page, live_server, "annotator")
+    page.goto(f"{live_server.url}/p/{project.pk}/annotate/")
+    first = shown_document_id(page)
+    page.keyboard.press("1")
+    page.keyboard.press("3")
+    page.keyboard.press("3")  # toggled off again
+    page.keyboard.press("2")
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"document.querySelector('#item').dataset.document !== '{first}'")
+    annotation = Annotation.objects.get(document_id=first)
+    expected = sorted(project.labels.filter(hotkey__in=["1", "2"]).values_list("pk", flat=True))
+    assert annotation.labels == expected
