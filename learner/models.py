@@ -1,0 +1,151 @@
+"""The model side's tables: a project's learner settings, the Round (the job row) and the
+per-document predictions of each round."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from annotate.models import Document, GuidelineVersion, Project
+
+
+class LearnerSettings(models.Model):
+    """How a project's model is trained and how its queue is ordered."""
+
+    class Mode(models.TextChoices):
+        FULL = "full", "Full fine-tuning"
+        HEAD = "head", "Head only (frozen encoder)"
+        GRADUAL = "gradual", "Gradual unfreezing"
+        LORA = "lora", "LoRA"
+
+    project = models.OneToOneField(
+        Project, on_delete=models.CASCADE, related_name="learner_settings"
+    )
+    model_name = models.CharField(
+        max_length=500, blank=True, help_text="Local folder or hub id; blank = all-MiniLM-L6-v2."
+    )
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.FULL)
+    strategy = models.CharField(max_length=30, default="margin")
+    random_share = models.FloatField(default=0.1, help_text="Share of random picks, 0-1.")
+    max_length = models.PositiveIntegerField(default=128)
+    epochs = models.PositiveSmallIntegerField(default=3)
+    learning_rate = models.FloatField(default=5e-5)
+    batch_size = models.PositiveSmallIntegerField(default=16)
+    train_every_labels = models.PositiveIntegerField(
+        default=50, help_text="Start a round after this many new labels (0 = never)."
+    )
+    train_every_minutes = models.PositiveIntegerField(
+        default=0, help_text="Start a round this often when there are new labels (0 = never)."
+    )
+    show_suggestions = models.BooleanField(
+        default=False, help_text="Show annotators the latest model's suggestion."
+    )
+    seed = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"Learner settings of {self.project}"
+
+
+class Round(models.Model):
+    """One training round of a project's model, and the job row the worker claims.
+
+    Status: queued (waiting for a worker) -> running (claimed; heartbeat_at moves while it
+    works) -> done | failed | cancelled. A running round whose heartbeat stops is failed or
+    re-queued by the next worker that looks.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class Trigger(models.TextChoices):
+        MANUAL = "manual", "Train now"
+        LABELS = "labels", "New labels"
+        TIMER = "timer", "Timer"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="rounds")
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.MANUAL)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    config = models.JSONField(default=dict, blank=True)
+    # Progress, written by the worker as it goes.
+    phase = models.CharField(max_length=30, blank=True)
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    eta_seconds = models.FloatField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    worker = models.CharField(max_length=200, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # What it trained on and what came out.
+    n_train = models.PositiveIntegerField(default=0)
+    n_holdout = models.PositiveIntegerField(default=0)
+    data_fingerprint = models.CharField(max_length=64, blank=True)
+    guideline_version = models.ForeignKey(
+        GuidelineVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    metrics = models.JSONField(null=True, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    artifact_path = models.CharField(max_length=500, blank=True)
+    error = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="round_number_unique"),
+            # Never two queued-or-running rounds for one project, whatever races.
+            models.UniqueConstraint(
+                fields=["project"],
+                condition=Q(status__in=["queued", "running"]),
+                name="one_active_round_per_project",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "created_at"], name="round_queue_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.project} round {self.number} ({self.status})"
+
+    @property
+    def percent(self) -> float:
+        return round(100 * self.step / self.total_steps, 1) if self.total_steps else 0.0
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+
+class Prediction(models.Model):
+    """A round's output for one document: predicted label(s), the full probability vector
+    (in the order of `Round.config["labels"]`), and the query strategy's score."""
+
+    round = models.ForeignKey(Round, on_delete=models.CASCADE, related_name="predictions")
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="predictions")
+    labels = models.JSONField(help_text="Predicted Label ids.")
+    probs = models.JSONField()
+    confidence = models.FloatField()
+    score = models.FloatField(
+        null=True, blank=True, help_text="Strategy score; higher = ask first."
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["round", "document"], name="one_prediction_per_round")
+        ]
+        indexes = [models.Index(fields=["round", "score"], name="prediction_score_idx")]
+
+    def __str__(self) -> str:
+        return f"Prediction of round {self.round_id} for document {self.document_id}"

@@ -1,0 +1,177 @@
+"""The Round row's life: request, claim, progress, finish, fail, cancel, recover.
+
+The database row is the job (CONVENTIONS item 3): the web side creates a queued Round, a
+worker claims it with a conditional update that exactly one worker can win, and writes its
+progress and heartbeat onto the row.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Max
+from django.utils import timezone
+
+from annotate.models import Project
+from learner.models import LearnerSettings, Round
+
+# A claimed round goes back to the queue this many times after its worker vanished, then
+# it is marked failed so a round that kills its worker (out of memory, say) cannot loop.
+MAX_ATTEMPTS = 2
+
+
+class RoundBusy(Exception):
+    """The project already has a queued or running round."""
+
+
+class RoundCancelled(Exception):
+    """Raised inside a running round when a lead asked to cancel it."""
+
+
+def learner_settings_for(project: Project) -> LearnerSettings:
+    settings, _ = LearnerSettings.objects.get_or_create(project=project)
+    return settings
+
+
+def round_request(
+    *,
+    project: Project,
+    trigger: str = Round.Trigger.MANUAL,
+    requested_by: AbstractBaseUser | None = None,
+) -> Round:
+    """Queues a training round for the project; RoundBusy if one is queued or running."""
+    try:
+        with transaction.atomic():
+            # The project row lock serialises numbering; the partial unique constraint is
+            # what guarantees one active round even if two requests race past this.
+            Project.objects.select_for_update().get(pk=project.pk)
+            if Round.objects.filter(project=project, status__in=Round.ACTIVE).exists():
+                raise RoundBusy(f"{project} already has a queued or running round.")
+            last = Round.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0
+            settings = learner_settings_for(project)
+            return Round.objects.create(
+                project=project,
+                number=last + 1,
+                trigger=trigger,
+                requested_by=requested_by,
+                config={
+                    "model_name": settings.model_name,
+                    "mode": settings.mode,
+                    "strategy": settings.strategy,
+                    "random_share": settings.random_share,
+                    "max_length": settings.max_length,
+                    "epochs": settings.epochs,
+                    "learning_rate": settings.learning_rate,
+                    "batch_size": settings.batch_size,
+                    "seed": settings.seed,
+                },
+            )
+    except IntegrityError as exc:
+        raise RoundBusy(f"{project} already has a queued or running round.") from exc
+
+
+def round_claim(*, worker: str) -> Round | None:
+    """Claims the oldest queued round for this worker; None when nothing is queued.
+
+    Two workers can never claim the same round: on PostgreSQL the candidate row is locked
+    with SKIP LOCKED, and everywhere the status change is an UPDATE guarded by
+    status='queued' that must change exactly one row.
+    """
+    for _attempt in range(5):
+        with transaction.atomic():
+            queued = Round.objects.filter(status=Round.Status.QUEUED).order_by("created_at", "id")
+            if connection.features.has_select_for_update_skip_locked:
+                queued = queued.select_for_update(skip_locked=True)
+            candidate = queued.values_list("id", flat=True).first()
+            if candidate is None:
+                return None
+            now = timezone.now()
+            won = Round.objects.filter(pk=candidate, status=Round.Status.QUEUED).update(
+                status=Round.Status.RUNNING,
+                worker=worker,
+                started_at=now,
+                heartbeat_at=now,
+                attempts=F("attempts") + 1,
+                phase="starting",
+            )
+            if won == 1:
+                return Round.objects.get(pk=candidate)
+    return None
+
+
+def round_progress(
+    *, round_id: int, phase: str, step: int = 0, total_steps: int = 0,
+    eta_seconds: float | None = None,
+) -> None:
+    """Records progress and the heartbeat; raises RoundCancelled if a lead cancelled it."""
+    Round.objects.filter(pk=round_id, status=Round.Status.RUNNING).update(
+        phase=phase, step=step, total_steps=total_steps, eta_seconds=eta_seconds,
+        heartbeat_at=timezone.now(),
+    )
+    if Round.objects.filter(pk=round_id, cancel_requested=True).exists():
+        raise RoundCancelled(f"Round {round_id} was cancelled.")
+
+
+def round_heartbeat(*, round_id: int) -> None:
+    Round.objects.filter(pk=round_id, status=Round.Status.RUNNING).update(
+        heartbeat_at=timezone.now()
+    )
+
+
+def round_finish(*, round: Round, **results: object) -> Round:
+    """Marks a running round done with its results (metrics, timings, artifact_path...)."""
+    fields = {"status": Round.Status.DONE, "finished_at": timezone.now(), "phase": "done",
+              "eta_seconds": None, **results}
+    updated = Round.objects.filter(pk=round.pk, status=Round.Status.RUNNING).update(**fields)
+    round.refresh_from_db()
+    if updated != 1:
+        raise RoundCancelled(f"Round {round.pk} is no longer running ({round.status}).")
+    return round
+
+
+def round_fail(*, round: Round, error: str, traceback: str = "") -> None:
+    Round.objects.filter(pk=round.pk, status=Round.Status.RUNNING).update(
+        status=Round.Status.FAILED, finished_at=timezone.now(), error=error[:5000],
+        traceback=traceback[-20000:], eta_seconds=None,
+    )
+
+
+def round_mark_cancelled(*, round: Round) -> None:
+    Round.objects.filter(pk=round.pk, status__in=Round.ACTIVE).update(
+        status=Round.Status.CANCELLED, finished_at=timezone.now(), eta_seconds=None,
+    )
+
+
+def round_cancel(*, round: Round) -> Round:
+    """A lead cancels: a queued round stops at once; a running one at its next progress
+    report (the worker sees cancel_requested)."""
+    Round.objects.filter(pk=round.pk, status=Round.Status.QUEUED).update(
+        status=Round.Status.CANCELLED, finished_at=timezone.now(), cancel_requested=True,
+    )
+    Round.objects.filter(pk=round.pk, status=Round.Status.RUNNING).update(cancel_requested=True)
+    round.refresh_from_db()
+    return round
+
+
+def rounds_recover_stale(*, heartbeat_timeout: timedelta) -> list[int]:
+    """Rounds whose worker stopped beating (killed, machine lost) go back to the queue,
+    or are failed once they have used MAX_ATTEMPTS; returns the ids touched."""
+    cutoff = timezone.now() - heartbeat_timeout
+    touched = []
+    stale = Round.objects.filter(status=Round.Status.RUNNING, heartbeat_at__lt=cutoff)
+    for round_id, attempts in stale.values_list("id", "attempts"):
+        guard = Round.objects.filter(pk=round_id, status=Round.Status.RUNNING,
+                                     heartbeat_at__lt=cutoff)
+        if attempts >= MAX_ATTEMPTS:
+            changed = guard.update(
+                status=Round.Status.FAILED, finished_at=timezone.now(),
+                error=f"The worker stopped responding (no heartbeat for "
+                      f"{int(heartbeat_timeout.total_seconds())} s) on attempt {attempts}.",
+            )
+        else:
+            changed = guard.update(status=Round.Status.QUEUED, worker="", phase="requeued")
+        if changed:
+            touched.append(round_id)
+    return touched

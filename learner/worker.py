@@ -1,0 +1,110 @@
+"""The loop behind `python manage.py learner`: recover, trigger, claim, run, record.
+
+`Worker.run_once()` does one pass and says whether it ran a round, so tests drive the
+worker step by step; `run_forever()` just repeats it with a sleep when idle.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db import close_old_connections, connection
+
+from learner import services
+from learner.models import Round
+
+log = logging.getLogger("labelwise.learner")
+
+RoundRunner = Callable[[Round, Callable[..., None]], dict]
+
+
+def default_runner(round: Round, progress: Callable[..., None]) -> dict:
+    from learner.pipeline import run_round
+
+    return run_round(round, progress)
+
+
+@dataclass
+class Worker:
+    name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    heartbeat_timeout: timedelta = timedelta(minutes=2)
+    # Progress writes are throttled: a training step every few hundred ms must not turn
+    # into a database write each.
+    progress_interval: float = 1.0
+    runner: RoundRunner = default_runner
+
+    def run_once(self) -> bool:
+        """Recovers stale rounds, then claims and runs one queued round. True if it ran one."""
+        for round_id in services.rounds_recover_stale(heartbeat_timeout=self.heartbeat_timeout):
+            log.warning("round %s: its worker stopped responding; requeued or failed", round_id)
+        round = services.round_claim(worker=self.name)
+        if round is None:
+            return False
+        log.info("round %s (%s #%s): claimed by %s", round.pk, round.project, round.number,
+                 self.name)
+        self._run(round)
+        return True
+
+    def _run(self, round: Round) -> None:
+        last_write = 0.0
+
+        def progress(phase: str, step: int = 0, total: int = 0,
+                     eta_seconds: float | None = None) -> None:
+            nonlocal last_write
+            now = time.monotonic()
+            if now - last_write < self.progress_interval and 0 < step < total:
+                return
+            last_write = now
+            services.round_progress(round_id=round.pk, phase=phase, step=step,
+                                    total_steps=total, eta_seconds=eta_seconds)
+
+        beating = threading.Event()
+        heart = threading.Thread(target=self._beat, args=(round.pk, beating), daemon=True)
+        heart.start()
+        try:
+            results = self.runner(round, progress)
+            services.round_finish(round=round, **results)
+            log.info("round %s: done", round.pk)
+        except services.RoundCancelled:
+            services.round_mark_cancelled(round=round)
+            log.info("round %s: cancelled", round.pk)
+        except Exception as exc:  # noqa: BLE001 - any failure is recorded on the row
+            services.round_fail(round=round, error=f"{type(exc).__name__}: {exc}",
+                                traceback=traceback.format_exc())
+            log.exception("round %s: failed", round.pk)
+        finally:
+            beating.set()
+            heart.join()
+
+    def _beat(self, round_id: int, stop: threading.Event) -> None:
+        """Keeps the heartbeat fresh while a long step (loading a model, an epoch) runs
+        without reporting progress; it dies with the process, which is the point."""
+        interval = max(self.heartbeat_timeout.total_seconds() / 4, 0.5)
+        try:
+            while not stop.wait(interval):
+                services.round_heartbeat(round_id=round_id)
+        finally:
+            connection.close()  # this thread's own connection
+
+    def run_forever(self, *, poll_seconds: float = 2.0,
+                    stop: threading.Event | None = None) -> None:
+        stop = stop or threading.Event()
+        log.info("learner worker %s started", self.name)
+        while not stop.is_set():
+            # A long-lived process must drop connections the server has closed meanwhile.
+            close_old_connections()
+            try:
+                ran = self.run_once()
+            except Exception:  # noqa: BLE001 - a database hiccup must not end the worker
+                log.exception("learner loop error; retrying")
+                ran = False
+            if not ran:
+                stop.wait(poll_seconds)

@@ -1,0 +1,124 @@
+"""The Round row as the job: request, claim, progress, cancel, failure, recovery."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from learner import services
+from learner.models import Round
+from learner.worker import Worker
+
+
+def test_only_one_active_round_per_project(project, lead):
+    first = services.round_request(project=project, requested_by=lead)
+    assert first.number == 1 and first.status == "queued"
+    with pytest.raises(services.RoundBusy):
+        services.round_request(project=project)
+    services.round_cancel(round=first)
+    second = services.round_request(project=project)
+    assert second.number == 2
+
+
+def test_claim_gives_each_round_to_one_worker(project):
+    queued = services.round_request(project=project)
+    claimed = services.round_claim(worker="a")
+    assert claimed.pk == queued.pk and claimed.status == "running" and claimed.worker == "a"
+    assert claimed.attempts == 1
+    assert services.round_claim(worker="b") is None
+
+
+def test_progress_records_phase_and_heartbeat(project):
+    services.round_request(project=project)
+    claimed = services.round_claim(worker="a")
+    services.round_progress(round_id=claimed.pk, phase="train", step=5, total_steps=20,
+                            eta_seconds=12.5)
+    claimed.refresh_from_db()
+    assert (claimed.phase, claimed.step, claimed.percent) == ("train", 5, 25.0)
+    assert claimed.eta_seconds == 12.5
+
+
+def test_cancel_stops_a_running_round_at_its_next_progress_report(project):
+    services.round_request(project=project)
+    claimed = services.round_claim(worker="a")
+    services.round_cancel(round=claimed)
+
+    def runner(round, progress):  # type: ignore[no-untyped-def]
+        progress("train", 1, 10)
+        raise AssertionError("the round should have been stopped")
+
+    worker = Worker(name="w", runner=runner)
+    worker._run(claimed)
+    claimed.refresh_from_db()
+    assert claimed.status == "cancelled"
+
+
+def test_a_round_that_raises_records_error_and_traceback_and_the_next_proceeds(project):
+    def broken(round, progress):  # type: ignore[no-untyped-def]
+        raise ValueError("labels are all one class")
+
+    services.round_request(project=project)
+    assert Worker(name="w", runner=broken).run_once() is True
+    failed = Round.objects.get(number=1)
+    assert failed.status == "failed"
+    assert "ValueError: labels are all one class" in failed.error
+    assert "Traceback" in failed.traceback and "broken" in failed.traceback
+
+    services.round_request(project=project)
+    assert Worker(name="w", runner=lambda r, p: {"n_train": 3}).run_once() is True
+    done = Round.objects.get(number=2)
+    assert done.status == "done" and done.n_train == 3
+
+
+def test_stale_running_round_is_requeued_then_failed(project):
+    services.round_request(project=project)
+    claimed = services.round_claim(worker="dead")
+    old = timezone.now() - timedelta(minutes=10)
+    Round.objects.filter(pk=claimed.pk).update(heartbeat_at=old)
+    assert services.rounds_recover_stale(heartbeat_timeout=timedelta(minutes=2)) == [claimed.pk]
+    claimed.refresh_from_db()
+    assert claimed.status == "queued"
+    again = services.round_claim(worker="alive")
+    assert again.attempts == 2
+    Round.objects.filter(pk=claimed.pk).update(heartbeat_at=old)
+    services.rounds_recover_stale(heartbeat_timeout=timedelta(minutes=2))
+    claimed.refresh_from_db()
+    assert claimed.status == "failed" and "stopped responding" in claimed.error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_worker_processes_never_run_the_same_round(lead):
+    if connection.vendor != "postgresql":
+        pytest.skip("two worker processes need a shared server database: run with "
+                    "DATABASE_URL=postgres://... (make test-postgres)")
+    from annotate import services as annotate_services
+
+    projects = [annotate_services.project_create(name=f"p{i}", created_by=lead) for i in range(6)]
+    for project in projects:
+        services.round_request(project=project)
+    db_name = connection.settings_dict["NAME"]
+    script = textwrap.dedent(f"""
+        import os, django
+        os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+        os.environ["DATABASE_URL"] = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/{db_name}"
+        django.setup()
+        from learner.worker import Worker
+        import time
+        def runner(round, progress):
+            time.sleep(0.2)
+            return {{"n_train": 1}}
+        worker = Worker(name=f"proc-{{os.getpid()}}", runner=runner)
+        while worker.run_once():
+            pass
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(2)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    rounds = list(Round.objects.all())
+    assert all(r.status == "done" and r.attempts == 1 for r in rounds)
+    assert len({r.worker for r in rounds}) == 2, "both workers should have taken rounds"
