@@ -1,0 +1,211 @@
+"""One training round, from database rows to stored predictions.
+
+Reads the project's final labels (training side and holdout), fine-tunes with learner/ml,
+evaluates on the holdout, saves the artifact, then scores the unlabelled pool in chunks
+streamed from the database so memory does not grow with the pool. Returns the fields the
+worker writes onto the Round row.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+
+from annotate import selectors
+from annotate.models import Document
+from learner.ml.artifact import data_fingerprint
+from learner.ml.config import ScoreConfig, TrainConfig
+from learner.ml.evaluate import evaluate
+from learner.ml.strategies import get_strategy
+from learner.ml.train import TextClassifier
+from learner.models import Prediction, Round
+
+Progress = Callable[..., None]
+
+
+class NotEnoughLabels(ValueError):
+    """The project's labels cannot train a model yet (too few, or a single class)."""
+
+
+def train_config_for(round: Round, *, multi_label: bool) -> TrainConfig:
+    c = round.config
+    return TrainConfig(
+        model_name_or_path=c.get("model_name") or None,
+        mode=c.get("mode", "full"),
+        multi_label=multi_label,
+        max_length=int(c.get("max_length", 128)),
+        epochs=int(c.get("epochs", 3)),
+        learning_rate=float(c.get("learning_rate", 5e-5)),
+        batch_size=int(c.get("batch_size", 16)),
+        seed=int(c.get("seed", 0)),
+    )
+
+
+def _labelled(project_id: int, split: str) -> tuple[list[int], list[str], list[list[int]]]:
+    rows = Document.objects.filter(
+        project_id=project_id, split=split, final_labels__isnull=False
+    ).values_list("id", "text", "final_labels")
+    ids, texts, finals = [], [], []
+    for doc_id, text, final in rows.iterator(chunk_size=2000):
+        ids.append(doc_id)
+        texts.append(text)
+        finals.append(final)
+    return ids, texts, finals
+
+
+def _targets(finals: list[list[int]], index: dict[int, int], multi_label: bool) -> Any:
+    if multi_label:
+        matrix = np.zeros((len(finals), len(index)), dtype=np.float32)
+        for row, final in enumerate(finals):
+            for label_id in final:
+                matrix[row, index[label_id]] = 1.0
+        return matrix
+    return np.asarray([index[final[0]] for final in finals], dtype=np.int64)
+
+
+def _pool_chunks(project_id: int, chunk_size: int) -> Iterator[tuple[list[int], list[str]]]:
+    """Unlabelled training-side documents, a chunk at a time, by keyset pagination (an
+    OFFSET would rescan the skipped rows for every chunk)."""
+    last_id = 0
+    while True:
+        rows = list(
+            Document.objects.filter(
+                project_id=project_id, split=Document.Split.POOL, final_labels__isnull=True,
+                id__gt=last_id,
+            ).order_by("id").values_list("id", "text")[:chunk_size]
+        )
+        if not rows:
+            return
+        yield [r[0] for r in rows], [r[1] for r in rows]
+        last_id = rows[-1][0]
+
+
+def artifact_dir(round: Round) -> Path:
+    return Path(settings.LABELWISE_ARTIFACT_DIR) / f"project-{round.project_id}" / (
+        f"round-{round.number}"
+    )
+
+
+def run_round(round: Round, progress: Progress) -> dict[str, Any]:
+    project = round.project
+    labels = selectors.labels_of(project)
+    names = [label.name for label in labels]
+    index = {label.pk: i for i, label in enumerate(labels)}
+    multi = project.is_multi_label
+    timings: dict[str, float] = {}
+
+    progress("loading data")
+    train_ids, train_texts, train_finals = _labelled(project.pk, Document.Split.POOL)
+    hold_ids, hold_texts, hold_finals = _labelled(project.pk, Document.Split.HOLDOUT)
+    y = _targets(train_finals, index, multi)
+    if len(train_ids) < 4:
+        raise NotEnoughLabels(f"Only {len(train_ids)} labelled documents outside the holdout; "
+                              "a round needs at least 4.")
+    if not multi and len(set(y.tolist())) < 2:
+        raise NotEnoughLabels("Every labelled document has the same label; a round needs "
+                              "at least two classes.")
+    guideline = selectors.guideline_current(project)
+    fingerprint = data_fingerprint(
+        train_ids, [sorted(names[index[i]] for i in f) for f in train_finals]
+    )
+
+    config = train_config_for(round, multi_label=multi)
+    started = time.perf_counter()
+
+    def train_progress(phase: str, step: int, total: int) -> None:
+        elapsed = time.perf_counter() - started
+        eta = elapsed / step * (total - step) if step else None
+        progress(phase, step, total, eta)
+
+    classifier = TextClassifier(config, names).fit(
+        train_texts, y, doc_ids=train_ids, progress=train_progress
+    )
+    timings["train_s"] = round_s(time.perf_counter() - started)
+
+    metrics = None
+    if hold_ids:
+        progress("evaluating", 0, len(hold_ids))
+        t0 = time.perf_counter()
+        probs = classifier.predict_proba(hold_texts)
+        metrics = evaluate(_targets(hold_finals, index, multi), probs, names,
+                           multi_label=multi, thresholds=classifier.thresholds_)
+        timings["evaluate_s"] = round_s(time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    path = classifier.save(artifact_dir(round), metrics={"holdout": metrics} if metrics else None)
+    timings["save_s"] = round_s(time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    scored = score_pool(round, classifier, label_ids=[label.pk for label in labels],
+                        progress=progress)
+    timings["score_s"] = round_s(time.perf_counter() - t0)
+    timings["scored"] = scored
+    return {
+        "n_train": len(train_ids),
+        "n_holdout": len(hold_ids),
+        "data_fingerprint": fingerprint,
+        "guideline_version": guideline,
+        "metrics": metrics,
+        "timings": timings,
+        "artifact_path": str(path),
+    }
+
+
+def round_s(seconds: float) -> float:
+    return float(f"{seconds:.3f}")
+
+
+def score_pool(
+    round: Round,
+    classifier: TextClassifier,
+    *,
+    label_ids: list[int],
+    progress: Progress,
+    score_config: ScoreConfig | None = None,
+) -> int:
+    """Stores a Prediction (labels, probability vector, confidence, strategy score) for
+    every unlabelled pool document; returns how many. Scores are stored so that higher
+    always means "ask sooner", whatever the strategy's own direction."""
+    score_config = score_config or ScoreConfig()
+    strategy = get_strategy(round.config.get("strategy", "margin"),
+                            multi_label=classifier.config.multi_label)
+    if not strategy.requires <= {"probs", "embeddings"}:
+        # Strategies that need more than this chunk's own outputs (BALD's dropout samples,
+        # CAL's labelled neighbours) fall back to margin scores for the streamed queue.
+        strategy = get_strategy("margin", multi_label=classifier.config.multi_label)
+    sign = 1.0 if strategy.higher_is_more_informative else -1.0
+    total = Document.objects.filter(
+        project_id=round.project_id, split=Document.Split.POOL, final_labels__isnull=True
+    ).count()
+    done = 0
+    started = time.perf_counter()
+    for ids, texts in _pool_chunks(round.project_id, score_config.chunk_size):
+        probs, embeddings = classifier.proba_and_embed(texts)
+        scores = strategy.scores(probs, embeddings=embeddings)
+        if classifier.config.multi_label:
+            thresholds = classifier.thresholds_ if classifier.thresholds_ is not None else 0.5
+            predicted = [[label_ids[j] for j in np.flatnonzero(row >= thresholds)]
+                         for row in probs]
+            confidence = np.abs(probs - 0.5).mean(axis=1) * 2
+        else:
+            predicted = [[label_ids[int(j)]] for j in probs.argmax(axis=1)]
+            confidence = probs.max(axis=1)
+        with transaction.atomic():
+            Prediction.objects.bulk_create(
+                Prediction(
+                    round=round, document_id=doc_id, labels=predicted[i],
+                    probs=[float(f"{p:.5f}") for p in probs[i]],
+                    confidence=float(confidence[i]), score=sign * float(scores[i]),
+                )
+                for i, doc_id in enumerate(ids)
+            )
+        done += len(ids)
+        elapsed = time.perf_counter() - started
+        progress("scoring", done, total, elapsed / done * (total - done))
+    return done

@@ -1,0 +1,1 @@
+from tests.learner.ml.conftest import tiny_model_dir  # noqa: F401 - shared fixture

@@ -1,0 +1,94 @@
+"""A whole round on the real database with a tiny real BERT: train, evaluate, save, score."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from annotate import services as annotate_services
+from annotate.models import Document, text_hash
+from learner import services
+from learner.ml.train import TextClassifier
+from learner.models import LearnerSettings, Prediction, Round
+from learner.worker import Worker
+
+WORDS = {
+    "business": ["market", "shares", "profit", "bank", "economy", "trade"],
+    "sport": ["match", "goal", "team", "coach", "league", "cup"],
+    "tech": ["software", "chip", "internet", "phone", "computer", "data"],
+}
+
+
+@pytest.fixture
+def labelled_project(project, tiny_model_dir):  # type: ignore[no-untyped-def]
+    rng = random.Random(3)
+    label_ids = {label.name: label.pk for label in project.labels.all()}
+    docs = []
+    for i in range(90):
+        name = list(WORDS)[i % 3]
+        text = f"{i} " + " ".join(rng.choice(WORDS[name]) for _ in range(rng.randint(3, 12)))
+        labelled = i < 45
+        docs.append(Document(
+            project=project, text=text, text_hash=text_hash(text), rand=rng.random(),
+            final_labels=[label_ids[name]] if labelled else None,
+            n_annotations=int(labelled), slots_taken=int(labelled),
+        ))
+    Document.objects.bulk_create(docs)
+    annotate_services.holdout_reserve(project=project, fraction=0.33)
+    LearnerSettings.objects.create(project=project, model_name=str(tiny_model_dir), epochs=2,
+                                   max_length=32, batch_size=8)
+    return project
+
+
+def test_a_round_trains_evaluates_saves_and_scores_the_pool(labelled_project, lead):
+    project = labelled_project
+    services.round_request(project=project, requested_by=lead)
+    assert Worker(name="test").run_once() is True
+    done = Round.objects.get(project=project)
+    assert done.status == "done", done.traceback
+    holdout = Document.objects.filter(project=project, split="holdout").count()
+    assert done.n_holdout == holdout and done.n_train == 45 - holdout
+    assert 0.0 <= done.metrics["macro_f1"] <= 1.0 and done.metrics["n"] == holdout
+    assert len(done.metrics["confusion_matrix"]) == 3
+    assert done.guideline_version.version == 1 and len(done.data_fingerprint) == 64
+    assert set(done.timings) >= {"train_s", "score_s"}
+
+    pool = Document.objects.filter(project=project, split="pool", final_labels__isnull=True)
+    predictions = Prediction.objects.filter(round=done)
+    assert predictions.count() == pool.count() == 45
+    label_ids = set(project.labels.values_list("id", flat=True))
+    for prediction in predictions:
+        assert abs(sum(prediction.probs) - 1) < 1e-3
+        assert prediction.labels[0] in label_ids
+        assert prediction.confidence == pytest.approx(max(prediction.probs), abs=1e-4)
+
+    # The artifact is the model that made these predictions.
+    model = TextClassifier.load(done.artifact_path)
+    sample = list(predictions.select_related("document")[:5])
+    probs = model.predict_proba([p.document.text for p in sample])
+    assert np.allclose(probs, [p.probs for p in sample], atol=1e-3)
+
+
+def test_margin_scores_rank_the_least_certain_first(labelled_project):
+    services.round_request(project=labelled_project)
+    Worker(name="test").run_once()
+    predictions = list(Prediction.objects.filter(round__project=labelled_project))
+    top = max(predictions, key=lambda p: p.score)
+    margin = lambda p: sorted(p.probs)[-1] - sorted(p.probs)[-2]  # noqa: E731
+    assert margin(top) == pytest.approx(min(margin(p) for p in predictions), abs=1e-4)
+
+
+def test_a_round_with_one_class_fails_with_a_clear_error(project, lead, tiny_model_dir):
+    sport = project.labels.get(name="sport").pk
+    Document.objects.bulk_create(
+        Document(project=project, text=f"goal {i}", text_hash=text_hash(f"goal {i}"),
+                 rand=i / 10, final_labels=[sport], n_annotations=1, slots_taken=1)
+        for i in range(6)
+    )
+    LearnerSettings.objects.create(project=project, model_name=str(tiny_model_dir))
+    services.round_request(project=project)
+    Worker(name="test").run_once()
+    failed = Round.objects.get(project=project)
+    assert failed.status == "failed" and "two classes" in failed.error
