@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import difflib
+import random
+from collections import Counter
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
+from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
@@ -15,11 +18,15 @@ from annotate.models import (
     Annotation,
     Assignment,
     Document,
+    Flag,
     GuidelineVersion,
     Label,
     Membership,
     Project,
 )
+
+# Project-wide figures on the hand-out path are cached this long (seconds).
+CACHE_TTL_SECONDS = 5
 
 
 def membership_for(user: AbstractBaseUser, project_id: int) -> Membership:
@@ -80,33 +87,85 @@ def current_assignment(user: AbstractBaseUser, project: Project) -> Assignment |
     )
 
 
-def queue_candidates(user: AbstractBaseUser, project: Project, *, slots_taken: int) -> QuerySet:
+def queue_candidates(
+    user: AbstractBaseUser, project: Project, *, slots_taken: int, round_id: int | None = None
+) -> QuerySet:
     """Documents that still need an annotator and that this user has never been handed,
-    among those with exactly `slots_taken` slots taken, in queue order.
+    among those with exactly `slots_taken` slots taken, in queue order: by the given round's
+    strategy score (highest first), or in the random import order when `round_id` is None.
 
-    Asking per slot count lets the database walk the (project, slots_taken, rand) index in
-    order and stop at the first row, instead of sorting the pool on every request.
+    Asking per slot count lets the database walk an index in order and stop at the first
+    row ((project, slots_taken, rand), or (round, score) on the predictions) instead of
+    sorting the pool on every request.
     """
     seen_by_user = Assignment.objects.filter(document=OuterRef("pk"), user=user)
-    return (
-        Document.objects.filter(project=project, slots_taken=slots_taken)
+    documents = (
+        # A final document never returns, even if the lead later raises the overlap: its
+        # label (imported, agreed or adjudicated) stands, and a labelled holdout stays out.
+        Document.objects.filter(project=project, slots_taken=slots_taken,
+                                final_labels__isnull=True)
         .filter(~Exists(seen_by_user))
-        .order_by("rand")
     )
+    if round_id is None:
+        return documents.order_by("rand")
+    return documents.filter(predictions__round_id=round_id).order_by(
+        "-predictions__score", "rand"
+    )
+
+
+@dataclass(frozen=True)
+class QueuePlan:
+    """How a project's queue is ordered right now: by the latest finished round's scores
+    (None before any round), with a share of random picks for exploration."""
+
+    round_id: int | None
+    random_share: float
+
+    def orderings(self, rng: random.Random) -> list[int | None]:
+        """The orders to try, in turn, for one hand-out: scored first, then random order
+        for documents the round did not score (imported after it); an exploration pick
+        uses the random order alone."""
+        if self.round_id is None or rng.random() < self.random_share:
+            return [None]
+        return [self.round_id, None]
+
+
+def queue_plan(project: Project) -> QueuePlan:
+    key = f"labelwise:queue-plan:{project.pk}"
+    plan = cache.get(key)
+    if plan is None:
+        from learner.models import LearnerSettings, Round
+
+        latest = (
+            Round.objects.filter(project=project, status=Round.Status.DONE)
+            .order_by("-number").values_list("id", flat=True).first()
+        )
+        share = (
+            LearnerSettings.objects.filter(project=project)
+            .values_list("random_share", flat=True).first()
+        )
+        plan = QueuePlan(round_id=latest, random_share=0.0 if share is None else share)
+        cache.set(key, plan, CACHE_TTL_SECONDS)
+    return plan
+
+
+def queue_plan_forget(project_id: int) -> None:
+    """A finished round or a settings change takes effect at the next hand-out."""
+    cache.delete(f"labelwise:queue-plan:{project_id}")
 
 
 def next_item_for(user: AbstractBaseUser, project: Project) -> Document | None:
     """The next document this user should label, without reserving it (see
     services.assignment_next for the hand-out). Documents others have started come first,
     so overlapping annotations complete and become final sooner."""
-    for slots in range(project.overlap - 1, -1, -1):
-        document = queue_candidates(user, project, slots_taken=slots).first()
-        if document is not None:
-            return document
+    for round_id in queue_plan(project).orderings(random.Random()):
+        for slots in range(project.overlap - 1, -1, -1):
+            document = queue_candidates(
+                user, project, slots_taken=slots, round_id=round_id
+            ).first()
+            if document is not None:
+                return document
     return None
-
-
-PROJECT_COUNTS_TTL_SECONDS = 5
 
 
 def project_counts(project: Project) -> dict[str, int]:
@@ -119,9 +178,11 @@ def project_counts(project: Project) -> dict[str, int]:
         counts = Document.objects.filter(project=project).aggregate(
             n=Count("id"),
             final=Count("id", filter=Q(final_labels__isnull=False)),
-            open=Count("id", filter=Q(slots_taken__lt=project.overlap)),
+            open=Count(
+                "id", filter=Q(slots_taken__lt=project.overlap, final_labels__isnull=True)
+            ),
         )
-        cache.set(key, counts, PROJECT_COUNTS_TTL_SECONDS)
+        cache.set(key, counts, CACHE_TTL_SECONDS)
     return counts
 
 
@@ -168,3 +229,120 @@ def label_counts(project: Project) -> dict[int, int]:
         for label_id in labels:
             counts[label_id] = counts.get(label_id, 0) + 1
     return counts
+
+
+# --- the lead's pages ---
+
+
+@dataclass(frozen=True)
+class ProjectStats:
+    documents: int
+    annotated: int  # documents with at least one answer
+    final: int  # documents whose label is settled (agreement, adjudication or import)
+    holdout: int
+    left_in_queue: int  # documents that still have an open annotation slot
+    annotations: int
+
+
+def project_stats(*, project: Project) -> ProjectStats:
+    """Project-wide counts for the overview: one aggregate over the documents table (the
+    denormalised counters on Document make this a single scan, no join)."""
+    docs = Document.objects.filter(project=project).aggregate(
+        n=Count("id"),
+        annotated=Count("id", filter=Q(n_annotations__gt=0)),
+        final=Count("id", filter=Q(final_labels__isnull=False)),
+        holdout=Count("id", filter=Q(split=Document.Split.HOLDOUT)),
+        open=Count(
+            "id", filter=Q(slots_taken__lt=project.overlap, final_labels__isnull=True)
+        ),
+    )
+    annotations = Annotation.objects.filter(document__project=project).count()
+    return ProjectStats(
+        documents=docs["n"],
+        annotated=docs["annotated"],
+        final=docs["final"],
+        holdout=docs["holdout"],
+        left_in_queue=docs["open"],
+        annotations=annotations,
+    )
+
+
+def flags_open(*, project: Project, limit: int = 50) -> list[Flag]:
+    return list(
+        Flag.objects.filter(document__project=project, resolved=False)
+        .select_related("document", "user")
+        .order_by("-created_at")[:limit]
+    )
+
+
+def guideline_history(*, project: Project) -> list[tuple[GuidelineVersion, int]]:
+    """Every guideline version, newest first, with how many annotations were made under it."""
+    used = dict(
+        Annotation.objects.filter(guideline_version__project=project)
+        .values_list("guideline_version")
+        .annotate(n=Count("id"))
+        .values_list("guideline_version", "n")
+    )
+    versions = project.guidelines.select_related("created_by").order_by("-version")
+    return [(version, used.get(version.pk, 0)) for version in versions]
+
+
+def _label_q(label_id: int) -> Q:
+    # A final label list holds Label ids. PostgreSQL answers "contains" from jsonb; SQLite
+    # has no JSON containment in Django, so match the id inside the stored JSON text
+    # ("[3, 12]"), bounded so 3 does not match 13.
+    if connection.features.supports_json_field_contains:
+        return Q(final_labels__contains=[label_id])
+    return Q(final_labels__regex=rf"[\[ ]{label_id}[,\]]")
+
+
+DOCUMENT_STATUSES = {
+    "unlabelled": "Unlabelled",
+    "labelled": "Labelled",
+    "holdout": "In holdout",
+    "flagged": "Flagged",
+}
+
+
+def document_list(
+    *, project: Project, status: str = "", label_id: int | None = None, q: str = ""
+) -> QuerySet[Document]:
+    """Documents of a project filtered for the lead's list, newest id last. Each row carries
+    `flagged` (an unresolved flag exists); the answer count is the stored counter."""
+    open_flags = Flag.objects.filter(document=OuterRef("pk"), resolved=False)
+    documents = Document.objects.filter(project=project)
+    if status == "unlabelled":
+        documents = documents.filter(final_labels__isnull=True)
+    elif status == "labelled":
+        documents = documents.filter(final_labels__isnull=False)
+    elif status == "holdout":
+        documents = documents.filter(split=Document.Split.HOLDOUT)
+    elif status == "flagged":
+        documents = documents.filter(Exists(open_flags))
+    if label_id is not None:
+        documents = documents.filter(_label_q(label_id))
+    if q:
+        documents = documents.filter(text__icontains=q)
+    return documents.annotate(flagged=Exists(open_flags)).order_by("id")
+
+
+def holdout_label_counts(*, project: Project) -> dict[str, int]:
+    """Final-label counts among the held-out documents, by label name."""
+    names = dict(project.labels.values_list("id", "name"))
+    counts: Counter = Counter()
+    finals = Document.objects.filter(
+        project=project, split=Document.Split.HOLDOUT, final_labels__isnull=False
+    ).values_list("final_labels", flat=True)
+    for labels in finals.iterator(chunk_size=5000):
+        for label_id in labels:
+            counts[names.get(label_id, str(label_id))] += 1
+    return dict(counts)
+
+
+def document_meta_keys(*, project: Project, sample: int = 500) -> list[str]:
+    """Metadata keys seen in a sample of the project's documents (grouping-field choices)."""
+    keys: set[str] = set()
+    for meta in Document.objects.filter(project=project).values_list("meta", flat=True)[:sample]:
+        if isinstance(meta, dict):
+            keys.update(str(key) for key in meta)
+    return sorted(keys)

@@ -18,7 +18,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
+from django.db.models import F
 from django.utils import timezone
 
 from annotate import selectors
@@ -83,7 +83,7 @@ def project_create(
 def _free_hotkey(project: Project) -> str:
     used = set(project.labels.exclude(hotkey="").values_list("hotkey", flat=True))
     for key in "1234567890qwertyuiop":
-        if key not in used:
+        if key not in used and key not in RESERVED_HOTKEYS:
             return key
     return ""
 
@@ -272,6 +272,9 @@ def _lock_for_update(queryset):  # type: ignore[no-untyped-def]
     return queryset
 
 
+_rng = random.Random()
+
+
 def assignment_next(*, user: AbstractBaseUser, project: Project) -> Document | None:
     """Hands the user their next document and reserves a slot for them; None when the queue
     has nothing left for them. Asking again returns the same document until it is answered,
@@ -280,12 +283,18 @@ def assignment_next(*, user: AbstractBaseUser, project: Project) -> Document | N
     if current is not None:
         return current.document
     assignments_expire(project=project)
-    for slots in range(project.overlap - 1, -1, -1):
+    for round_id, slots in (
+        (round_id, slots)
+        for round_id in selectors.queue_plan(project).orderings(_rng)
+        for slots in range(project.overlap - 1, -1, -1)
+    ):
         # A few tries: under contention another annotator may fill the slot between our
         # read and our guarded update, and then the next candidate is as good.
         for _attempt in range(5):
             with transaction.atomic():
-                candidates = selectors.queue_candidates(user, project, slots_taken=slots)
+                candidates = selectors.queue_candidates(
+                    user, project, slots_taken=slots, round_id=round_id
+                )
                 document = _lock_for_update(candidates).first()
                 if document is None:
                     break
@@ -553,10 +562,7 @@ def holdout_reserve(
     )
 
 
-# --- lead pages ---
-# The lead's pages need one write (project settings) and a few project-wide reads. The reads
-# belong in selectors.py; they sit here only because this section is the one open to the
-# lead-pages work, and can move as they are.
+# --- project settings ---
 
 
 @transaction.atomic
@@ -592,117 +598,3 @@ def project_update(
             if document.final_labels is not None:
                 document.save(update_fields=["final_labels"])
     return project
-
-
-@dataclass(frozen=True)
-class ProjectStats:
-    documents: int
-    annotated: int  # documents with at least one answer
-    final: int  # documents whose label is settled (agreement, adjudication or import)
-    holdout: int
-    left_in_queue: int  # documents that still have an open annotation slot
-    annotations: int
-
-
-def project_stats(*, project: Project) -> ProjectStats:
-    """Project-wide counts for the overview: one aggregate over the documents table (the
-    denormalised counters on Document make this a single scan, no join)."""
-    docs = Document.objects.filter(project=project).aggregate(
-        n=Count("id"),
-        annotated=Count("id", filter=Q(n_annotations__gt=0)),
-        final=Count("id", filter=Q(final_labels__isnull=False)),
-        holdout=Count("id", filter=Q(split=Document.Split.HOLDOUT)),
-        open=Count(
-            "id", filter=Q(slots_taken__lt=project.overlap, final_labels__isnull=True)
-        ),
-    )
-    annotations = Annotation.objects.filter(document__project=project).count()
-    return ProjectStats(
-        documents=docs["n"],
-        annotated=docs["annotated"],
-        final=docs["final"],
-        holdout=docs["holdout"],
-        left_in_queue=docs["open"],
-        annotations=annotations,
-    )
-
-
-def flags_open(*, project: Project, limit: int = 50) -> list[Flag]:
-    return list(
-        Flag.objects.filter(document__project=project, resolved=False)
-        .select_related("document", "user")
-        .order_by("-created_at")[:limit]
-    )
-
-
-def guideline_history(*, project: Project) -> list[tuple[GuidelineVersion, int]]:
-    """Every guideline version, newest first, with how many annotations were made under it."""
-    used = dict(
-        Annotation.objects.filter(guideline_version__project=project)
-        .values_list("guideline_version")
-        .annotate(n=Count("id"))
-        .values_list("guideline_version", "n")
-    )
-    versions = project.guidelines.select_related("created_by").order_by("-version")
-    return [(version, used.get(version.pk, 0)) for version in versions]
-
-
-def _label_q(label_id: int) -> Q:
-    # A final label list holds Label ids. PostgreSQL answers "contains" from jsonb; SQLite
-    # has no JSON containment in Django, so match the id inside the stored JSON text
-    # ("[3, 12]"), bounded so 3 does not match 13.
-    if connection.features.supports_json_field_contains:
-        return Q(final_labels__contains=[label_id])
-    return Q(final_labels__regex=rf"[\[ ]{label_id}[,\]]")
-
-
-DOCUMENT_STATUSES = {
-    "unlabelled": "Unlabelled",
-    "labelled": "Labelled",
-    "holdout": "In holdout",
-    "flagged": "Flagged",
-}
-
-
-def document_list(
-    *, project: Project, status: str = "", label_id: int | None = None, q: str = ""
-) -> QuerySet[Document]:
-    """Documents of a project filtered for the lead's list, newest id last. Each row carries
-    `flagged` (an unresolved flag exists); the answer count is the stored counter."""
-    open_flags = Flag.objects.filter(document=OuterRef("pk"), resolved=False)
-    documents = Document.objects.filter(project=project)
-    if status == "unlabelled":
-        documents = documents.filter(final_labels__isnull=True)
-    elif status == "labelled":
-        documents = documents.filter(final_labels__isnull=False)
-    elif status == "holdout":
-        documents = documents.filter(split=Document.Split.HOLDOUT)
-    elif status == "flagged":
-        documents = documents.filter(Exists(open_flags))
-    if label_id is not None:
-        documents = documents.filter(_label_q(label_id))
-    if q:
-        documents = documents.filter(text__icontains=q)
-    return documents.annotate(flagged=Exists(open_flags)).order_by("id")
-
-
-def holdout_label_counts(*, project: Project) -> dict[str, int]:
-    """Final-label counts among the held-out documents, by label name."""
-    names = dict(project.labels.values_list("id", "name"))
-    counts: Counter = Counter()
-    finals = Document.objects.filter(
-        project=project, split=Document.Split.HOLDOUT, final_labels__isnull=False
-    ).values_list("final_labels", flat=True)
-    for labels in finals.iterator(chunk_size=5000):
-        for label_id in labels:
-            counts[names.get(label_id, str(label_id))] += 1
-    return dict(counts)
-
-
-def document_meta_keys(*, project: Project, sample: int = 500) -> list[str]:
-    """Metadata keys seen in a sample of the project's documents (grouping-field choices)."""
-    keys: set[str] = set()
-    for meta in Document.objects.filter(project=project).values_list("meta", flat=True)[:sample]:
-        if isinstance(meta, dict):
-            keys.update(str(key) for key in meta)
-    return sorted(keys)

@@ -84,8 +84,8 @@ def _int_or_none(value: str | None) -> int | None:
         return None
 
 
-@require_POST
 @project_view(*ANNOTATORS)
+@require_POST
 def annotate_submit(request: HttpRequest, pk: int) -> HttpResponse:
     project = request.project  # type: ignore[attr-defined]
     label_ids = [i for i in map(_int_or_none, request.POST.getlist("label")) if i is not None]
@@ -120,8 +120,8 @@ def _next(request: HttpRequest, **extra: object) -> HttpResponse:
     return _render_item(request, document, **extra)
 
 
-@require_POST
 @project_view(*ANNOTATORS)
+@require_POST
 def annotate_skip(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         services.assignment_skip(
@@ -134,8 +134,8 @@ def annotate_skip(request: HttpRequest, pk: int) -> HttpResponse:
     return _next(request, notice="Skipped.")
 
 
-@require_POST
 @project_view(*ANNOTATORS)
+@require_POST
 def annotate_undo(request: HttpRequest, pk: int) -> HttpResponse:
     document = services.annotation_undo(
         user=request.user, project=request.project  # type: ignore[attr-defined]
@@ -147,8 +147,8 @@ def annotate_undo(request: HttpRequest, pk: int) -> HttpResponse:
     return _render_item(request, document, notice="Undone: label it again.")
 
 
-@require_POST
 @project_view(*ANNOTATORS)
+@require_POST
 def annotate_flag(request: HttpRequest, pk: int) -> HttpResponse:
     project = request.project  # type: ignore[attr-defined]
     document_id = _int_or_none(request.POST.get("document")) or 0

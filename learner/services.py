@@ -14,6 +14,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
+from annotate import selectors
 from annotate.models import Project
 from learner.models import LearnerSettings, Round
 
@@ -128,6 +129,7 @@ def round_finish(*, round: Round, **results: object) -> Round:
     round.refresh_from_db()
     if updated != 1:
         raise RoundCancelled(f"Round {round.pk} is no longer running ({round.status}).")
+    selectors.queue_plan_forget(round.project_id)
     return round
 
 

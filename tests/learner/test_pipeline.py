@@ -92,3 +92,25 @@ def test_a_round_with_one_class_fails_with_a_clear_error(project, lead, tiny_mod
     Worker(name="test").run_once()
     failed = Round.objects.get(project=project)
     assert failed.status == "failed" and "two classes" in failed.error
+
+
+def test_after_a_round_the_queue_hands_out_the_highest_scored_document_first(
+    labelled_project, annotator
+):
+    from annotate import services as queue
+
+    before = queue.assignment_next(user=annotator, project=labelled_project)
+    queue.assignment_skip(user=annotator, project=labelled_project, document_id=before.pk)
+    services.round_request(project=labelled_project)
+    Worker(name="test").run_once()
+    done = Round.objects.get(project=labelled_project)
+    handed = [queue.assignment_next(user=annotator, project=labelled_project)]
+    queue.annotation_submit(user=annotator, project=labelled_project,
+                            document_id=handed[0].pk, label_ids=[handed[0].predictions.first()
+                                                                 .labels[0]])
+    handed.append(queue.assignment_next(user=annotator, project=labelled_project))
+    ranked = list(
+        Prediction.objects.filter(round=done).exclude(document=before)
+        .order_by("-score").values_list("document_id", flat=True)[:2]
+    )
+    assert [d.pk for d in handed] == ranked
