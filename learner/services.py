@@ -15,7 +15,7 @@ from django.db.models import F, Max
 from django.utils import timezone
 
 from annotate import selectors
-from annotate.models import Project
+from annotate.models import Document, Project
 from learner.models import LearnerSettings, Round
 
 # A claimed round goes back to the queue this many times after its worker vanished, then
@@ -52,6 +52,7 @@ def round_request(
                 raise RoundBusy(f"{project} already has a queued or running round.")
             last = Round.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0
             settings = learner_settings_for(project)
+            labels_now = training_label_count(project.pk)
             return Round.objects.create(
                 project=project,
                 number=last + 1,
@@ -67,10 +68,58 @@ def round_request(
                     "learning_rate": settings.learning_rate,
                     "batch_size": settings.batch_size,
                     "seed": settings.seed,
+                    # What "N new labels since the last round" counts from.
+                    "labels_at_request": labels_now,
                 },
             )
     except IntegrityError as exc:
         raise RoundBusy(f"{project} already has a queued or running round.") from exc
+
+
+def training_label_count(project_id: int) -> int:
+    """Documents with a final label on the training side (the holdout does not count)."""
+    return Document.objects.filter(
+        project_id=project_id, split=Document.Split.POOL, final_labels__isnull=False
+    ).count()
+
+
+def round_due(project: Project, settings: LearnerSettings) -> str | None:
+    """Why the project should train now (a Round.Trigger value), or None.
+
+    Due after `train_every_labels` new training labels since the last round was requested,
+    or `train_every_minutes` after it when any label arrived since; the first round needs
+    `train_every_labels` labels in all (or any labels at all, on a timer).
+    """
+    if not settings.train_every_labels and not settings.train_every_minutes:
+        return None
+    last = Round.objects.filter(project=project).order_by("-number").first()
+    if last is not None and last.is_active:
+        return None
+    labels_now = training_label_count(project.pk)
+    since = labels_now - (last.config.get("labels_at_request", 0) if last else 0)
+    if settings.train_every_labels and since >= settings.train_every_labels:
+        return Round.Trigger.LABELS
+    if settings.train_every_minutes and since > 0:
+        reference = last.created_at if last else None
+        if reference is None or timezone.now() - reference >= timedelta(
+            minutes=settings.train_every_minutes
+        ):
+            return Round.Trigger.TIMER
+    return None
+
+
+def rounds_request_due() -> list[Round]:
+    """Queues a round for every project whose trigger fired; returns the new rounds."""
+    requested = []
+    for settings in LearnerSettings.objects.select_related("project"):
+        trigger = round_due(settings.project, settings)
+        if trigger is None:
+            continue
+        try:
+            requested.append(round_request(project=settings.project, trigger=trigger))
+        except RoundBusy:
+            continue
+    return requested
 
 
 def round_claim(*, worker: str) -> Round | None:

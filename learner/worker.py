@@ -42,9 +42,13 @@ class Worker:
     runner: RoundRunner = default_runner
 
     def run_once(self) -> bool:
-        """Recovers stale rounds, then claims and runs one queued round. True if it ran one."""
+        """Recovers stale rounds, queues the rounds whose triggers fired, then claims and
+        runs one queued round. True if it ran one."""
         for round_id in services.rounds_recover_stale(heartbeat_timeout=self.heartbeat_timeout):
             log.warning("round %s: its worker stopped responding; requeued or failed", round_id)
+        for requested in services.rounds_request_due():
+            log.info("round %s queued for %s (%s)", requested.pk, requested.project,
+                     requested.get_trigger_display())
         round = services.round_claim(worker=self.name)
         if round is None:
             return False

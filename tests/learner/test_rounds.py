@@ -122,3 +122,44 @@ def test_two_worker_processes_never_run_the_same_round(lead):
     rounds = list(Round.objects.all())
     assert all(r.status == "done" and r.attempts == 1 for r in rounds)
     assert len({r.worker for r in rounds}) == 2, "both workers should have taken rounds"
+
+
+def _label(project, n: int, start: int = 0) -> None:  # type: ignore[no-untyped-def]
+    from annotate.models import Document, text_hash
+
+    label = project.labels.first().pk
+    Document.objects.bulk_create(
+        Document(project=project, text=f"t{i}", text_hash=text_hash(f"t{i}"), rand=0.5,
+                 final_labels=[label], n_annotations=1, slots_taken=1)
+        for i in range(start, start + n)
+    )
+
+
+def test_a_round_is_queued_after_n_new_labels_and_not_before(project):
+    from learner.models import LearnerSettings
+
+    LearnerSettings.objects.create(project=project, train_every_labels=10)
+    _label(project, 9)
+    assert services.rounds_request_due() == []
+    _label(project, 1, start=9)
+    [first] = services.rounds_request_due()
+    assert first.trigger == "labels" and first.config["labels_at_request"] == 10
+    assert services.rounds_request_due() == []  # one active round at most
+    services.round_cancel(round=first)
+    assert services.rounds_request_due() == []  # no new labels since that request
+    _label(project, 10, start=10)
+    assert len(services.rounds_request_due()) == 1
+
+
+def test_timer_trigger_needs_new_labels_and_elapsed_time(project):
+    from learner.models import LearnerSettings
+
+    LearnerSettings.objects.create(project=project, train_every_labels=0, train_every_minutes=30)
+    _label(project, 3)
+    [first] = services.rounds_request_due()
+    assert first.trigger == "timer"
+    services.round_cancel(round=first)
+    _label(project, 1, start=3)
+    assert services.rounds_request_due() == []  # 30 minutes have not passed
+    Round.objects.filter(pk=first.pk).update(created_at=timezone.now() - timedelta(minutes=31))
+    assert len(services.rounds_request_due()) == 1
