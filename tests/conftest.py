@@ -76,6 +76,21 @@ def documents(project):  # type: ignore[no-untyped-def]
     )
 
 
+def subprocess_env() -> dict[str, str]:
+    """Environment for a child process (a worker, a server) that must use this test's
+    database: the test database's name replaces the configured one."""
+    from django.db import connection
+
+    env = dict(os.environ)
+    name = connection.settings_dict["NAME"]
+    if connection.vendor == "sqlite":
+        env["DATABASE_URL"] = f"sqlite:///{name}"
+    else:
+        env["DATABASE_URL"] = env["DATABASE_URL"].rsplit("/", 1)[0] + f"/{name}"
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    return env
+
+
 def client_for(client, user):  # type: ignore[no-untyped-def]
     client.force_login(user)
     return client

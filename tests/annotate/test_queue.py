@@ -246,9 +246,6 @@ def test_label_hotkeys_must_be_unique_and_not_reserved(project):
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_hand_outs_never_over_assign(django_user_model):
-    if connection.vendor == "sqlite":
-        pytest.skip("SQLite test databases live in one connection's memory; the concurrent "
-                    "hand-out is checked on PostgreSQL (set DATABASE_URL to run it)")
     lead = make_user(django_user_model, "lead")
     project = services.project_create(name="race", created_by=lead, labels=["a", "b"])
     Document.objects.bulk_create(

@@ -8,12 +8,12 @@ import textwrap
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from learner import services
 from learner.models import Round
 from learner.worker import Worker
+from tests.conftest import subprocess_env
 
 
 def test_only_one_active_round_per_project(project, lead):
@@ -94,30 +94,25 @@ def test_stale_running_round_is_requeued_then_failed(project):
 
 @pytest.mark.django_db(transaction=True)
 def test_two_worker_processes_never_run_the_same_round(lead):
-    if connection.vendor != "postgresql":
-        pytest.skip("two worker processes need a shared server database: run with "
-                    "DATABASE_URL=postgres://... (make test-postgres)")
     from annotate import services as annotate_services
 
     projects = [annotate_services.project_create(name=f"p{i}", created_by=lead) for i in range(6)]
     for project in projects:
         services.round_request(project=project)
-    db_name = connection.settings_dict["NAME"]
-    script = textwrap.dedent(f"""
+    script = textwrap.dedent("""
         import os, django
-        os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-        os.environ["DATABASE_URL"] = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/{db_name}"
         django.setup()
         from learner.worker import Worker
         import time
         def runner(round, progress):
             time.sleep(0.2)
-            return {{"n_train": 1}}
-        worker = Worker(name=f"proc-{{os.getpid()}}", runner=runner)
+            return {"n_train": 1}
+        worker = Worker(name=f"proc-{os.getpid()}", runner=runner)
         while worker.run_once():
             pass
     """)
-    procs = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", script], env=subprocess_env())
+             for _ in range(2)]
     assert all(p.wait(timeout=120) == 0 for p in procs)
     rounds = list(Round.objects.all())
     assert all(r.status == "done" and r.attempts == 1 for r in rounds)
