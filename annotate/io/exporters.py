@@ -1,0 +1,343 @@
+"""Exports of a project's documents and labels: JSON Lines, CSV, a Hugging Face dataset.
+
+One row per document: id, external_id, text, the final label(s) by name, the split
+(pool/holdout), the guideline versions its annotations were made under, meta, and, when
+asked, each annotator's answer and the guideline version it was made under.
+
+The text exports are generators of lines, for a StreamingHttpResponse or a file: documents
+are read with a chunked iterator and each chunk's annotations with one more query, so
+memory holds one chunk and the query count grows with chunks, not documents.
+
+Label names: "label" holds a name (single-label) or a list of names (multi-label) in
+JSON Lines, and names joined with "|" in CSV, which is what the importers read back.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import tempfile
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.db.models import QuerySet
+
+from annotate.models import Annotation, Document, Project
+
+CHUNK_SIZE = 2000
+EXPORT_FORMATS = {
+    # format -> (content type, file name suffix)
+    "jsonl": ("application/x-ndjson", ".jsonl"),
+    "csv": ("text/csv; charset=utf-8", ".csv"),
+    "hf": ("application/zip", "-hf.zip"),
+}
+
+
+@dataclass
+class AnswerOf:
+    labels: list[str]
+    guideline_version: int | None
+    source: str
+
+
+@dataclass
+class ExportRow:
+    id: int
+    external_id: str
+    text: str
+    labels: list[str] | None
+    split: str
+    meta: dict[str, Any]
+    answers: dict[str, AnswerOf] = field(default_factory=dict)
+
+    @property
+    def guideline_versions(self) -> list[int]:
+        return sorted(
+            {a.guideline_version for a in self.answers.values() if a.guideline_version}
+        )
+
+
+def export_filename(project: Project, fmt: str) -> str:
+    return f"labelwise-project-{project.pk}{EXPORT_FORMATS[fmt][1]}"
+
+
+def _documents(project: Project, *, labelled_only: bool) -> QuerySet[Document]:
+    documents = Document.objects.filter(project=project)
+    if labelled_only:
+        documents = documents.filter(final_labels__isnull=False)
+    return documents
+
+
+def export_rows(
+    project: Project, *, labelled_only: bool = True, chunk_size: int = CHUNK_SIZE
+) -> Iterator[ExportRow]:
+    """Every document of the project in id order (only those with final labels unless
+    `labelled_only` is False), with all its annotations."""
+    names = dict(project.labels.values_list("id", "name"))
+
+    def name_of(label_id: int) -> str:
+        return names.get(label_id, str(label_id))
+
+    documents = _documents(project, labelled_only=labelled_only).order_by("id")
+    values = documents.values_list("id", "external_id", "text", "final_labels", "split", "meta")
+    chunk: list[ExportRow] = []
+    for doc_id, external_id, text, final, split, meta in values.iterator(chunk_size=chunk_size):
+        chunk.append(
+            ExportRow(
+                id=doc_id,
+                external_id=external_id,
+                text=text,
+                labels=[name_of(i) for i in final] if final is not None else None,
+                split=split,
+                meta=meta or {},
+            )
+        )
+        if len(chunk) >= chunk_size:
+            yield from _with_answers(project, chunk, name_of)
+            chunk = []
+    if chunk:
+        yield from _with_answers(project, chunk, name_of)
+
+
+def _with_answers(
+    project: Project, chunk: list[ExportRow], name_of: Callable[[int], str]
+) -> list[ExportRow]:
+    # An id range rather than an IN list: one indexed query per chunk whatever its size.
+    answers = Annotation.objects.filter(
+        document__project=project, document_id__gte=chunk[0].id, document_id__lte=chunk[-1].id
+    ).values_list(
+        "document_id", "annotator__username", "labels", "guideline_version__version", "source"
+    )
+    by_document: dict[int, dict[str, AnswerOf]] = defaultdict(dict)
+    for doc_id, username, labels, version, source in answers.order_by("id"):
+        by_document[doc_id][username] = AnswerOf(
+            labels=[name_of(i) for i in labels], guideline_version=version, source=source
+        )
+    for row in chunk:
+        row.answers = by_document.get(row.id, {})
+    return chunk
+
+
+def _label_value(labels: list[str] | None, multi_label: bool) -> str | list[str] | None:
+    if multi_label:
+        return labels
+    return labels[0] if labels else None
+
+
+def export_jsonl(
+    project: Project, *, labelled_only: bool = True, include_annotators: bool = True
+) -> Iterator[str]:
+    """One JSON object per line:
+
+    {"id", "external_id", "text", "label" (name; a list of names for multi-label projects;
+     null if not final), "split", "guideline_versions" (distinct versions the document's
+     annotations were made under), "imported" (its labels came from an import), "meta",
+     and with include_annotators: "annotators" {username: label(s)},
+     "annotator_guideline_versions" {username: version or null}}
+    """
+    multi = project.is_multi_label
+    for row in export_rows(project, labelled_only=labelled_only):
+        record: dict[str, Any] = {
+            "id": row.id,
+            "external_id": row.external_id,
+            "text": row.text,
+            "label": _label_value(row.labels, multi),
+            "split": row.split,
+            "guideline_versions": row.guideline_versions,
+            "imported": any(a.source == Annotation.Source.IMPORT for a in row.answers.values()),
+            "meta": row.meta,
+        }
+        if include_annotators:
+            record["annotators"] = {
+                user: _label_value(a.labels, multi) for user, a in row.answers.items()
+            }
+            record["annotator_guideline_versions"] = {
+                user: a.guideline_version for user, a in row.answers.items()
+            }
+        yield json.dumps(record, ensure_ascii=False) + "\n"
+
+
+class _Line:
+    """A csv.writer target that hands back each formatted line instead of storing it."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def export_csv(
+    project: Project, *, labelled_only: bool = True, include_annotators: bool = True
+) -> Iterator[str]:
+    """CSV with a header: id, external_id, text, label ("|"-joined names), split,
+    guideline_versions ("|"-joined), meta (JSON), then with include_annotators a pair of
+    columns per annotator: annotator:<username> and guideline_version:<username>."""
+    usernames: list[str] = []
+    if include_annotators:
+        usernames = list(
+            Annotation.objects.filter(document__project=project)
+            .order_by("annotator__username")
+            .values_list("annotator__username", flat=True)
+            .distinct()
+        )
+    writer = csv.writer(_Line())
+    header = ["id", "external_id", "text", "label", "split", "guideline_versions", "meta"]
+    for username in usernames:
+        header += [f"annotator:{username}", f"guideline_version:{username}"]
+    # A byte-order mark so Excel opens the UTF-8 file with the right encoding; the
+    # importers drop it.
+    yield "\ufeff" + writer.writerow(header)
+    for row in export_rows(project, labelled_only=labelled_only):
+        cells: list[Any] = [
+            row.id,
+            row.external_id,
+            row.text,
+            "|".join(row.labels or []),
+            row.split,
+            "|".join(map(str, row.guideline_versions)),
+            json.dumps(row.meta, ensure_ascii=False) if row.meta else "",
+        ]
+        for username in usernames:
+            answer = row.answers.get(username)
+            cells += (
+                ["|".join(answer.labels), answer.guideline_version or ""]
+                if answer
+                else ["", ""]
+            )
+        yield writer.writerow(cells)
+
+
+def _hf_features(project: Project, include_annotators: bool) -> Any:
+    from datasets import ClassLabel, Features, List, Value
+
+    names = list(project.labels.values_list("name", flat=True))
+    columns: dict[str, Any] = {
+        "id": Value("int64"),
+        "external_id": Value("string"),
+        "text": Value("string"),
+    }
+    if project.is_multi_label:
+        columns["labels"] = List(Value("string"))
+    else:
+        columns["label"] = ClassLabel(names=names)
+    columns |= {
+        "split": Value("string"),
+        "guideline_versions": List(Value("int64")),
+        "meta": Value("string"),  # JSON: meta keys differ from document to document
+    }
+    if include_annotators:
+        columns["annotations"] = List(
+            {
+                "annotator": Value("string"),
+                "labels": List(Value("string")),
+                "guideline_version": Value("int64"),
+                "source": Value("string"),
+            }
+        )
+    return Features(columns)
+
+
+def _hf_examples(
+    project_id: int, labelled_only: bool, include_annotators: bool
+) -> Iterator[dict[str, Any]]:
+    project = Project.objects.get(pk=project_id)
+    multi = project.is_multi_label
+    for row in export_rows(project, labelled_only=labelled_only):
+        example: dict[str, Any] = {"id": row.id, "external_id": row.external_id, "text": row.text}
+        if multi:
+            example["labels"] = row.labels or []
+        else:
+            # ClassLabel's "no label" value, for unlabelled documents in an all-rows export.
+            example["label"] = row.labels[0] if row.labels else -1
+        example |= {
+            "split": row.split,
+            "guideline_versions": row.guideline_versions,
+            "meta": json.dumps(row.meta, ensure_ascii=False),
+        }
+        if include_annotators:
+            example["annotations"] = [
+                {
+                    "annotator": user,
+                    "labels": a.labels,
+                    "guideline_version": a.guideline_version,
+                    "source": a.source,
+                }
+                for user, a in row.answers.items()
+            ]
+        yield example
+
+
+def export_hf_dataset(
+    project: Project,
+    out_dir: str | Path,
+    *,
+    labelled_only: bool = True,
+    include_annotators: bool = False,
+) -> Path:
+    """Writes the project as a Hugging Face dataset folder (`Dataset.save_to_disk`), which
+    `datasets.load_from_disk(out_dir)` reads back. Columns: id, external_id, text,
+    label (ClassLabel over the project's label names, -1 when not final) for single-label
+    projects or labels (list of names) for multi-label ones, split, guideline_versions,
+    meta (JSON text), and with include_annotators annotations (a list of
+    {annotator, labels, guideline_version, source}).
+
+    Rows stream through Arrow files in a private temporary cache, never all in memory.
+    """
+    from datasets import Dataset
+    from datasets.utils import logging as hf_logging
+
+    out = Path(out_dir)
+    features = _hf_features(project, include_annotators)
+    # Progress bars would only clutter the server log and the command's output.
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with tempfile.TemporaryDirectory(prefix="labelwise-hf-cache-") as cache:
+            if not _documents(project, labelled_only=labelled_only).exists():
+                # from_generator refuses to build a dataset from no rows at all.
+                empty = Dataset.from_dict({name: [] for name in features}, features=features)
+                empty.save_to_disk(str(out), num_shards=1)
+                return out
+            dataset = Dataset.from_generator(
+                _hf_examples,
+                features=features,
+                cache_dir=cache,
+                gen_kwargs={
+                    "project_id": project.pk,
+                    "labelled_only": labelled_only,
+                    "include_annotators": include_annotators,
+                },
+                # A fresh fingerprint: a cached earlier export must never be served instead.
+                fingerprint=uuid.uuid4().hex,
+            )
+            dataset.save_to_disk(str(out))
+            del dataset
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
+    return out
+
+
+def export_hf_zip(
+    project: Project, *, labelled_only: bool = True, include_annotators: bool = False
+) -> Path:
+    """The Hugging Face dataset folder zipped, for download. The zip lives in a new
+    temporary folder that the caller deletes (`shutil.rmtree(path.parent)`) once sent."""
+    workdir = Path(tempfile.mkdtemp(prefix="labelwise-export-"))
+    try:
+        name = f"labelwise-project-{project.pk}-hf"
+        export_hf_dataset(
+            project,
+            workdir / name,
+            labelled_only=labelled_only,
+            include_annotators=include_annotators,
+        )
+        archive = shutil.make_archive(str(workdir / name), "zip", root_dir=workdir, base_dir=name)
+        shutil.rmtree(workdir / name)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    return Path(archive)
