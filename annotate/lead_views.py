@@ -1,11 +1,638 @@
-# Placeholder: the lead's pages are being written.
-from django.http import HttpResponse
+"""The lead's pages: create a project, its overview, settings, labels, members, guidelines,
+documents, import, holdout and export.
+
+Thin views: a Django form validates the input, one service or selector does the work, a
+template renders it. Every project page goes through `access.project_view` (strangers get
+404, members without the role 403). Writes are POST with CSRF; pages work without
+JavaScript, and HTMX requests for the label editor get the row partial back.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth import password_validation
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    StreamingHttpResponse,
+)
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from annotate import selectors, services
+from annotate.access import LEAD, project_view
+from annotate.io import exporters
+from annotate.io.importer import FORMAT_CHOICES, DocumentImportError, documents_import
+from annotate.models import GuidelineVersion, Label, Membership, Project
+from annotate.views import render_guidelines
+
+DOCUMENT_VIEWERS = (Membership.Role.LEAD, Membership.Role.VIEWER)
+DOCUMENTS_PER_PAGE = 50
 
 
-def _todo(request, *args, **kwargs):  # type: ignore[no-untyped-def]
-    return HttpResponse("not yet", status=501)
+def _add_errors(form: forms.Form, exc: ValidationError) -> None:
+    """Shows a service's ValidationError on the form: on its field when the form has one."""
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.message_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, exc.messages)
 
 
-project_create = project_overview = project_settings = labels = label_edit = label_delete = _todo
-members = member_remove = guidelines = guideline_edit = guideline_version = documents = _todo
-import_upload = holdout = export = _todo
+# --- create and overview -------------------------------------------------------------------
+
+
+class ProjectCreateForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    task_type = forms.ChoiceField(
+        choices=[
+            (Project.TaskType.SINGLE_LABEL, "Single-label: one label per document"),
+            (Project.TaskType.MULTI_LABEL, "Multi-label: any number of labels per document"),
+        ],
+        initial=Project.TaskType.SINGLE_LABEL,
+        widget=forms.RadioSelect,
+    )
+    overlap = forms.IntegerField(
+        min_value=1, max_value=10, initial=1,
+        help_text="How many annotators label each document (k).",
+    )
+    labels = forms.CharField(
+        required=False, help_text="Comma-separated, e.g. business, sport, tech."
+    )
+    guidelines = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 8}), help_text="Markdown."
+    )
+
+    def clean_labels(self) -> list[str]:
+        names: list[str] = []
+        for raw in self.cleaned_data["labels"].split(","):
+            name = raw.strip()
+            if name and name.casefold() not in {n.casefold() for n in names}:
+                names.append(name)
+        return names
+
+
+@login_required
+def project_create(request: HttpRequest) -> HttpResponse:
+    form = ProjectCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            project = services.project_create(
+                name=data["name"],
+                created_by=request.user,
+                description=data["description"],
+                task_type=data["task_type"],
+                overlap=data["overlap"],
+                labels=data["labels"],
+                guidelines=data["guidelines"],
+            )
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            messages.success(request, f"Project {project.name!r} created: you are its lead.")
+            return redirect("annotate:project", pk=project.pk)
+    return render(request, "annotate/project_create.html", {"form": form})
+
+
+@dataclass(frozen=True)
+class Bar:
+    name: str
+    colour: str
+    count: int
+    y: int
+    width: float
+    text_x: float
+
+
+def _label_chart(labels: Iterable[Label], counts: dict[int, int]) -> dict:
+    """Geometry of a horizontal bar chart of final-label counts, drawn as inline SVG."""
+    row, label_w, bar_w = 26, 150, 380
+    most = max(counts.values(), default=0) or 1
+    bars = [
+        Bar(
+            name=label.name,
+            colour=label.colour,
+            count=counts.get(label.pk, 0),
+            y=i * row,
+            width=round(bar_w * counts.get(label.pk, 0) / most, 1),
+            text_x=round(label_w + bar_w * counts.get(label.pk, 0) / most + 6, 1),
+        )
+        for i, label in enumerate(labels)
+    ]
+    return {
+        "bars": bars,
+        "height": max(len(bars) * row, row),
+        "label_w": label_w,
+        "name_x": label_w - 8,
+        "width": label_w + bar_w + 70,
+    }
+
+
+@project_view()
+def project_overview(request: HttpRequest, pk: int) -> HttpResponse:
+    project = request.project  # type: ignore[attr-defined]
+    is_lead = request.membership.is_lead  # type: ignore[attr-defined]
+    labels = selectors.labels_of(project)
+    return render(
+        request,
+        "annotate/project.html",
+        {
+            "project": project,
+            "membership": request.membership,  # type: ignore[attr-defined]
+            "stats": selectors.project_stats(project=project),
+            "chart": _label_chart(labels, selectors.label_counts(project)),
+            "flags": selectors.flags_open(project=project) if is_lead else [],
+            "export_formats": EXPORT_LINKS,
+        },
+    )
+
+
+# --- settings ------------------------------------------------------------------------------
+
+
+class ProjectSettingsForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    overlap = forms.IntegerField(
+        min_value=1, max_value=10,
+        help_text="Annotators per document. Lowering it settles documents that already have "
+        "enough answers; raising it applies to documents not yet final.",
+    )
+    annotators_see_others = forms.BooleanField(
+        required=False, label="Annotators may see other annotators' labels"
+    )
+    text_direction = forms.ChoiceField(choices=[("ltr", "Left to right"), ("rtl", "Right to left")])
+
+
+@project_view(*LEAD)
+def project_settings(request: HttpRequest, pk: int) -> HttpResponse:
+    project = request.project  # type: ignore[attr-defined]
+    initial = {
+        field: getattr(project, field) for field in ProjectSettingsForm.base_fields
+    }
+    form = ProjectSettingsForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.project_update(project=project, **form.cleaned_data)
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            messages.success(request, "Settings saved.")
+            return redirect("annotate:project_settings", pk=pk)
+    return render(
+        request, "annotate/project_settings.html", {"project": project, "form": form}
+    )
+
+
+# --- labels --------------------------------------------------------------------------------
+
+
+class LabelForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    description = forms.CharField(required=False, max_length=2000)
+    colour = forms.CharField(max_length=7, widget=forms.TextInput(attrs={"type": "color"}))
+    hotkey = forms.CharField(
+        required=False, max_length=1, strip=False,
+        widget=forms.TextInput(attrs={"size": 2, "autocomplete": "off"}),
+    )
+
+
+def _labels_context(request: HttpRequest, form: LabelForm | None = None) -> dict:
+    project = request.project  # type: ignore[attr-defined]
+    labels = selectors.labels_of(project)
+    if form is None:
+        colour = services.DEFAULT_COLOURS[len(labels) % len(services.DEFAULT_COLOURS)]
+        form = LabelForm(initial={"colour": colour})
+    return {"project": project, "labels": labels, "form": form}
+
+
+@project_view(*LEAD)
+def labels(request: HttpRequest, pk: int) -> HttpResponse:
+    form = None
+    if request.method == "POST":
+        form = LabelForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                # A blank hotkey on a new label means "pick a free one".
+                label = services.label_create(
+                    project=request.project,  # type: ignore[attr-defined]
+                    name=data["name"],
+                    description=data["description"],
+                    colour=data["colour"],
+                    hotkey=data["hotkey"] or None,
+                )
+            except ValidationError as exc:
+                _add_errors(form, exc)
+            else:
+                if not request.htmx:  # type: ignore[attr-defined]
+                    messages.success(request, f"Label {label.name!r} added.")
+                    return redirect("annotate:labels", pk=pk)
+                form = None
+    context = _labels_context(request, form)
+    if request.htmx and request.method == "POST":  # type: ignore[attr-defined]
+        return render(request, "annotate/labels.html#labels_panel", context)
+    return render(request, "annotate/labels.html", context)
+
+
+@project_view(*LEAD)
+def label_edit(request: HttpRequest, pk: int, label_id: int) -> HttpResponse:
+    project = request.project  # type: ignore[attr-defined]
+    label = get_object_or_404(Label, pk=label_id, project=project)
+    initial = {
+        "name": label.name, "description": label.description,
+        "colour": label.colour, "hotkey": label.hotkey,
+    }
+    form = LabelForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.label_update(label=label, **form.cleaned_data)
+        except ValidationError as exc:
+            _add_errors(form, exc)
+            label.refresh_from_db()
+        else:
+            if request.htmx:  # type: ignore[attr-defined]
+                return render(
+                    request, "annotate/labels.html#label_row", {"project": project, "label": label}
+                )
+            messages.success(request, f"Label {label.name!r} saved.")
+            return redirect("annotate:labels", pk=pk)
+    context = {"project": project, "label": label, "form": form}
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(request, "annotate/label_edit.html#edit_row", context)
+    return render(request, "annotate/label_edit.html", context)
+
+
+@project_view(*LEAD)
+@require_POST
+def label_delete(request: HttpRequest, pk: int, label_id: int) -> HttpResponse:
+    project = request.project  # type: ignore[attr-defined]
+    label = get_object_or_404(Label, pk=label_id, project=project)
+    try:
+        services.label_delete(label=label)
+    except ValidationError as exc:
+        error = " ".join(exc.messages)
+        if request.htmx:  # type: ignore[attr-defined]
+            return render(
+                request,
+                "annotate/labels.html#label_row",
+                {"project": project, "label": label, "error": error},
+            )
+        messages.error(request, error)
+    else:
+        if request.htmx:  # type: ignore[attr-defined]
+            return HttpResponse("")  # the row's outerHTML becomes nothing
+        messages.success(request, f"Label {label.name!r} deleted.")
+    return redirect("annotate:labels", pk=pk)
+
+
+# --- members -------------------------------------------------------------------------------
+
+
+class MemberForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.ANNOTATOR)
+    password = forms.CharField(
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text="Only to create a new account; leave empty for an existing user.",
+    )
+
+    def clean_password(self) -> str:
+        password = self.cleaned_data["password"]
+        if password:
+            password_validation.validate_password(password)
+        return password
+
+
+@project_view(*LEAD)
+def members(request: HttpRequest, pk: int) -> HttpResponse:
+    project = request.project  # type: ignore[attr-defined]
+    form = MemberForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            membership, created = services.membership_set(
+                project=project,
+                username=data["username"],
+                role=data["role"],
+                create_password=data["password"] or None,
+            )
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            who = membership.user.get_username()
+            role = membership.get_role_display().lower()
+            if created:
+                messages.success(request, f"Created the account {who!r} as {role}.")
+            else:
+                messages.success(request, f"{who} is now {role} in this project.")
+            return redirect("annotate:members", pk=pk)
+    memberships = project.memberships.select_related("user").order_by("role", "user__username")
+    return render(
+        request,
+        "annotate/members.html",
+        {
+            "project": project,
+            "form": form,
+            "memberships": memberships,
+            "roles": Membership.Role.choices,
+        },
+    )
+
+
+@project_view(*LEAD)
+@require_POST
+def member_remove(request: HttpRequest, pk: int, membership_id: int) -> HttpResponse:
+    project = request.project  # type: ignore[attr-defined]
+    membership = get_object_or_404(
+        Membership.objects.select_related("user"), pk=membership_id, project=project
+    )
+    try:
+        services.membership_remove(membership=membership)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"{membership.user.get_username()} removed from the project.")
+    return redirect("annotate:members", pk=pk)
+
+
+# --- guidelines ----------------------------------------------------------------------------
+
+
+@project_view()
+def guidelines(request: HttpRequest, pk: int) -> HttpResponse:
+    project = request.project  # type: ignore[attr-defined]
+    current = selectors.guideline_current(project)
+    return render(
+        request,
+        "annotate/guidelines.html",
+        {
+            "project": project,
+            "membership": request.membership,  # type: ignore[attr-defined]
+            "current": current,
+            "current_html": render_guidelines(current),
+            "history": selectors.guideline_history(project=project),
+        },
+    )
+
+
+class GuidelineForm(forms.Form):
+    text = forms.CharField(
+        required=False, strip=False, widget=forms.Textarea(attrs={"rows": 22}),
+        label="Guidelines (Markdown)",
+    )
+    note = forms.CharField(
+        required=False, max_length=300, label="What changed and why",
+    )
+
+
+@project_view(*LEAD)
+def guideline_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    project = request.project  # type: ignore[attr-defined]
+    current = selectors.guideline_current(project)
+    form = GuidelineForm(request.POST or None, initial={"text": current.text if current else ""})
+    if request.method == "POST" and form.is_valid():
+        saved = services.guideline_update(
+            project=project,
+            text=form.cleaned_data["text"],
+            user=request.user,
+            note=form.cleaned_data["note"],
+        )
+        if current is not None and saved.pk == current.pk:
+            messages.info(request, "The text is unchanged: no new version was made.")
+            return redirect("annotate:guidelines", pk=pk)
+        messages.success(request, f"Saved as version {saved.version}.")
+        return redirect("annotate:guideline_version", pk=pk, version=saved.version)
+    return render(
+        request,
+        "annotate/guideline_edit.html",
+        {"project": project, "form": form, "current": current},
+    )
+
+
+def _diff_rows(lines: list[str]) -> list[tuple[str, str]]:
+    """(css class, line) for each unified-diff line; the ---/+++ header lines are dropped."""
+    rows = []
+    for line in lines:
+        if line.startswith(("---", "+++")):
+            continue
+        if line.startswith("@@"):
+            rows.append(("hunk", line))
+        elif line.startswith("+"):
+            rows.append(("add", line))
+        elif line.startswith("-"):
+            rows.append(("del", line))
+        else:
+            rows.append(("", line))
+    return rows
+
+
+@project_view()
+def guideline_version(request: HttpRequest, pk: int, version: int) -> HttpResponse:
+    project = request.project  # type: ignore[attr-defined]
+    shown = get_object_or_404(
+        GuidelineVersion.objects.select_related("created_by"), project=project, version=version
+    )
+    previous = project.guidelines.filter(version__lt=version).order_by("-version").first()
+    return render(
+        request,
+        "annotate/guideline_version.html",
+        {
+            "project": project,
+            "shown": shown,
+            "shown_html": render_guidelines(shown),
+            "previous": previous,
+            "diff": _diff_rows(selectors.guideline_diff(previous, shown)),
+        },
+    )
+
+
+# --- documents -----------------------------------------------------------------------------
+
+
+class DocumentFilterForm(forms.Form):
+    status = forms.ChoiceField(
+        required=False, choices=[("", "Any status"), *selectors.DOCUMENT_STATUSES.items()]
+    )
+    label = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
+    q = forms.CharField(required=False, max_length=200, label="Text contains")
+
+    def __init__(self, *args: object, labels: Iterable[Label] = (), **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fields["label"].choices = [("", "Any label")] + [(lb.pk, lb.name) for lb in labels]
+
+
+@project_view(*DOCUMENT_VIEWERS)
+def documents(request: HttpRequest, pk: int) -> HttpResponse:
+    project = request.project  # type: ignore[attr-defined]
+    labels = selectors.labels_of(project)
+    form = DocumentFilterForm(request.GET, labels=labels)
+    filters = form.cleaned_data if form.is_valid() else {}
+    queryset = selectors.document_list(
+        project=project,
+        status=filters.get("status", ""),
+        label_id=filters.get("label"),
+        q=filters.get("q", ""),
+    )
+    page = Paginator(queryset, DOCUMENTS_PER_PAGE).get_page(request.GET.get("page"))
+    by_id = {label.pk: label for label in labels}
+    for document in page:
+        document.final = [by_id[i] for i in document.final_labels or [] if i in by_id]
+    context = {"project": project, "form": form, "page": page}
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(request, "annotate/documents.html#document_table", context)
+    return render(request, "annotate/documents.html", context)
+
+
+# --- import --------------------------------------------------------------------------------
+
+IMPORT_FORMATS = [("auto", "Detect from the file name and content"), *FORMAT_CHOICES]
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField()
+    fmt = forms.ChoiceField(choices=IMPORT_FORMATS, initial="auto", label="Format")
+    text_field = forms.CharField(max_length=100, initial="text")
+    label_field = forms.CharField(
+        max_length=100, initial="label", required=False,
+        help_text="Column/key holding an existing label (optional).",
+    )
+
+
+@project_view(*LEAD)
+def import_upload(request: HttpRequest, pk: int) -> HttpResponse:
+    project = request.project  # type: ignore[attr-defined]
+    form = ImportForm(request.POST or None, request.FILES or None)
+    report, error = None, None
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
+        try:
+            report = documents_import(
+                project=project,
+                file=upload,
+                fmt=None if form.cleaned_data["fmt"] == "auto" else form.cleaned_data["fmt"],
+                user=request.user,
+                text_field=form.cleaned_data["text_field"],
+                label_field=form.cleaned_data["label_field"],
+                name=upload.name,
+            )
+        except DocumentImportError as exc:
+            error = exc
+    return render(
+        request,
+        "annotate/import.html",
+        {"project": project, "form": form, "report": report, "error": error},
+        status=400 if error else 200,
+    )
+
+
+# --- holdout -------------------------------------------------------------------------------
+
+
+class HoldoutForm(forms.Form):
+    share = forms.FloatField(
+        required=False, min_value=0.1, max_value=90, label="Share of labelled documents (%)"
+    )
+    count = forms.IntegerField(
+        required=False, min_value=1, label="…or a number of documents",
+        help_text="To give a count, leave the share empty.",
+    )
+    group_field = forms.ChoiceField(
+        required=False, label="Keep groups together by metadata field",
+        help_text="Documents sharing this field's value go to the same side.",
+    )
+    seed = forms.IntegerField(initial=0, help_text="The same seed gives the same holdout.")
+
+    def __init__(self, *args: object, meta_keys: Iterable[str] = (), **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fields["group_field"].choices = [("", "No grouping")] + [(k, k) for k in meta_keys]
+
+    def clean(self) -> dict:
+        data = super().clean() or {}
+        if (data.get("share") is None) == (data.get("count") is None):
+            raise ValidationError("Give either a share or a count, not both.")
+        return data
+
+
+@project_view(*LEAD)
+def holdout(request: HttpRequest, pk: int) -> HttpResponse:
+    project = request.project  # type: ignore[attr-defined]
+    form = HoldoutForm(
+        request.POST or None,
+        initial={"share": 20, "seed": 0},
+        meta_keys=selectors.document_meta_keys(project=project),
+    )
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            summary = services.holdout_reserve(
+                project=project,
+                fraction=data["share"] / 100 if data["share"] is not None else None,
+                count=data["count"],
+                group_field=data["group_field"],
+                seed=data["seed"],
+            )
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            messages.success(
+                request,
+                f"Reserved {summary.holdout} documents as the holdout "
+                f"({summary.pool_labeled} labelled documents stay in the pool).",
+            )
+            return redirect("annotate:holdout", pk=pk)
+    return render(
+        request,
+        "annotate/holdout.html",
+        {
+            "project": project,
+            "form": form,
+            "stats": selectors.project_stats(project=project),
+            "per_label": sorted(selectors.holdout_label_counts(project=project).items()),
+        },
+    )
+
+
+# --- export --------------------------------------------------------------------------------
+
+EXPORT_LINKS = [
+    ("jsonl", "JSON Lines"),
+    ("csv", "CSV"),
+    ("hf", "Hugging Face dataset (zip)"),
+]
+
+
+@project_view(*LEAD)
+def export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse | StreamingHttpResponse:
+    project = request.project  # type: ignore[attr-defined]
+    if fmt not in exporters.EXPORT_FORMATS:
+        raise Http404("Unknown export format")
+    content_type = exporters.EXPORT_FORMATS[fmt][0]
+    filename = exporters.export_filename(project, fmt)
+    if fmt == "hf":
+        archive = exporters.export_hf_zip(project)
+        # Open, then delete the temporary folder at once: the open handle keeps the zip's
+        # data readable until the response closes it, and nothing is left behind on disk.
+        handle = archive.open("rb")
+        shutil.rmtree(archive.parent, ignore_errors=True)
+        return FileResponse(
+            handle, as_attachment=True, filename=filename, content_type=content_type
+        )
+    lines = exporters.export_jsonl(project) if fmt == "jsonl" else exporters.export_csv(project)
+    response = StreamingHttpResponse(lines, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
