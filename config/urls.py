@@ -10,4 +10,5 @@ urlpatterns = [
     path("healthz", annotate_views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("", include("annotate.urls")),
+    path("", include("learner.urls")),
 ]

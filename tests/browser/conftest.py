@@ -12,6 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.learner.ml.conftest import tiny_model_dir  # noqa: F401 - shared fixture
+
 CHROMIUM = os.environ.get("LABELWISE_CHROMIUM", "/usr/bin/chromium")
 HOW_TO_ENABLE = (
     "browser tests need Debian's chromium and Python Playwright: "

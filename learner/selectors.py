@@ -1,0 +1,375 @@
+"""Reads for the learner dashboard and the rounds pages.
+
+Everything here is bounded by the number of rounds, labels or annotators, never by the
+number of documents: histograms are GROUP BYs in the database, agreement streams the
+overlapping annotations one document at a time.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.db.models import Count, F, QuerySet
+from django.db.models.functions import Floor, TruncHour
+from django.http import Http404
+from django.utils import timezone
+
+from annotate import agreement
+from annotate import selectors as annotate_selectors
+from annotate.models import Annotation, Label, Project
+from learner.models import Prediction, Round
+
+# --- rounds --------------------------------------------------------------------------------
+
+
+def rounds_of(project: Project) -> QuerySet[Round]:
+    """The project's rounds, newest first, without the heavy text columns."""
+    return (
+        Round.objects.filter(project=project)
+        .select_related("requested_by", "guideline_version")
+        .defer("traceback")
+        .order_by("-number")
+    )
+
+
+def round_get(project: Project, number: int) -> Round:
+    """One round of the project by its number, or Http404."""
+    try:
+        return Round.objects.select_related("requested_by", "guideline_version").get(
+            project=project, number=number
+        )
+    except Round.DoesNotExist:
+        raise Http404("No such round") from None
+
+
+def round_active(project: Project) -> Round | None:
+    """The project's queued or running round, if any (there is at most one)."""
+    return (
+        Round.objects.filter(project=project, status__in=Round.ACTIVE)
+        .defer("traceback", "metrics")
+        .order_by("-number")
+        .first()
+    )
+
+
+def round_latest_done(project: Project) -> Round | None:
+    return Round.objects.filter(project=project, status=Round.Status.DONE).order_by(
+        "-number"
+    ).first()
+
+
+def round_shown(project: Project, number: int | None) -> Round | None:
+    """The done round the dashboard details: the chosen one, else the latest."""
+    if number is not None:
+        chosen = Round.objects.filter(
+            project=project, number=number, status=Round.Status.DONE
+        ).first()
+        if chosen is not None:
+            return chosen
+    return round_latest_done(project)
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    number: int
+    n_train: int
+    macro_f1: float
+    accuracy: float
+
+
+def learning_curve(project: Project) -> list[CurvePoint]:
+    """One point per done round that was evaluated on a holdout, in round order."""
+    rows = (
+        Round.objects.filter(project=project, status=Round.Status.DONE, metrics__isnull=False)
+        .order_by("number")
+        .values_list("number", "n_train", "metrics")
+    )
+    points = []
+    for number, n_train, metrics in rows:
+        if not isinstance(metrics, dict) or "macro_f1" not in metrics:
+            continue
+        points.append(CurvePoint(number=number, n_train=n_train,
+                                 macro_f1=float(metrics["macro_f1"]),
+                                 accuracy=float(metrics.get("accuracy", 0.0))))
+    return points
+
+
+@dataclass(frozen=True)
+class ClassMetrics:
+    name: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+    colour: str
+
+
+def round_class_metrics(round: Round, labels: list[Label]) -> list[ClassMetrics]:
+    """Per-class figures of a round, in the project's label order (labels added after the
+    round, or renamed since, come last in the round's own order)."""
+    per_class = (round.metrics or {}).get("per_class") or {}
+    colours = {label.name: label.colour for label in labels}
+    order = {label.name: i for i, label in enumerate(labels)}
+    names = sorted(per_class, key=lambda n: (order.get(n, len(order)), n))
+    return [
+        ClassMetrics(
+            name=name,
+            precision=float(per_class[name].get("precision", 0.0)),
+            recall=float(per_class[name].get("recall", 0.0)),
+            f1=float(per_class[name].get("f1", 0.0)),
+            support=int(per_class[name].get("support", 0)),
+            colour=colours.get(name, "#8c959f"),
+        )
+        for name in names
+    ]
+
+
+def round_label_names(round: Round, labels: list[Label]) -> list[str]:
+    """The class names in the order of the round's confusion matrix.
+
+    The pipeline orders classes as the project's labels were at training time. A round
+    that recorded them (config["labels"]) is read as recorded; otherwise the project's
+    current labels are used when their number still matches. (jsonb does not keep the
+    key order of metrics["per_class"], so that cannot be relied on.)
+    """
+    matrix = (round.metrics or {}).get("confusion_matrix") or []
+    recorded = (round.config or {}).get("labels")
+    if recorded and len(recorded) == len(matrix):
+        return [str(name) for name in recorded]
+    if len(labels) == len(matrix):
+        return [label.name for label in labels]
+    return [f"class {i + 1}" for i in range(len(matrix))]
+
+
+@dataclass(frozen=True)
+class Histogram:
+    counts: list[int]
+    edges: list[float]
+    total: int
+
+
+def confidence_histogram(round: Round, *, bins: int = 20) -> Histogram:
+    """The round's pool predictions binned by confidence over [0, 1], counted in the
+    database (one GROUP BY; a confidence of exactly 1 falls into the last bin)."""
+    counts = [0] * bins
+    rows = (
+        Prediction.objects.filter(round=round)
+        .annotate(bucket=Floor(F("confidence") * bins))
+        .values("bucket")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for row in rows:
+        bucket = min(max(int(row["bucket"]), 0), bins - 1)
+        counts[bucket] += row["n"]
+    return Histogram(counts=counts, edges=[i / bins for i in range(bins + 1)],
+                     total=sum(counts))
+
+
+# --- labels and annotators -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabelCount:
+    name: str
+    colour: str
+    count: int
+
+
+def label_distribution(project: Project) -> list[LabelCount]:
+    """Final labels per class, in label order."""
+    counts = annotate_selectors.label_counts(project)
+    return [
+        LabelCount(name=label.name, colour=label.colour, count=counts.get(label.pk, 0))
+        for label in annotate_selectors.labels_of(project)
+    ]
+
+
+@dataclass(frozen=True)
+class Throughput:
+    username: str
+    annotations: int
+    active_hours: int
+    per_hour: float  # annotations per active hour
+    median_seconds: float | None  # time spent per annotation, from duration_ms
+
+
+def annotator_throughput(project: Project, *, days: int = 7) -> list[Throughput]:
+    """Each annotator's pace over the last `days` days: annotations per *active* hour (an
+    hour-of-the-clock bucket with at least one annotation), so breaks and nights do not
+    count as slow work. Grouped by (annotator, hour) in the database."""
+    since = timezone.now() - timedelta(days=days)
+    rows = (
+        Annotation.objects.filter(
+            document__project=project, source=Annotation.Source.HUMAN, created_at__gte=since
+        )
+        .annotate(hour=TruncHour("created_at"))
+        .values("annotator", "hour")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    count: Counter = Counter()
+    hours: Counter = Counter()
+    for row in rows:
+        count[row["annotator"]] += row["n"]
+        hours[row["annotator"]] += 1
+    medians = _median_durations(project, since, list(count))
+    names = dict(get_user_model().objects.filter(pk__in=count).values_list("pk", "username"))
+    result = [
+        Throughput(
+            username=names.get(user_id, str(user_id)),
+            annotations=count[user_id],
+            active_hours=hours[user_id],
+            per_hour=count[user_id] / hours[user_id],
+            median_seconds=medians.get(user_id),
+        )
+        for user_id in count
+    ]
+    return sorted(result, key=lambda t: (-t.annotations, t.username))
+
+
+def _median_durations(project: Project, since: object, user_ids: list[int]) -> dict[int, float]:
+    """Median seconds per annotation per annotator, from a duration histogram in whole
+    seconds (GROUP BY annotator, seconds) rather than every row."""
+    rows = (
+        Annotation.objects.filter(
+            document__project=project, source=Annotation.Source.HUMAN, created_at__gte=since,
+            annotator__in=user_ids, duration_ms__isnull=False,
+        )
+        .annotate(seconds=Floor(F("duration_ms") / 1000.0))
+        .values("annotator", "seconds")
+        .annotate(n=Count("id"))
+        .order_by("annotator", "seconds")
+    )
+    medians: dict[int, float] = {}
+    for user_id, group in itertools.groupby(rows, key=lambda r: r["annotator"]):
+        buckets = [(float(r["seconds"]), r["n"]) for r in group]
+        half = sum(n for _, n in buckets) / 2
+        seen = 0
+        for seconds, n in buckets:
+            seen += n
+            if seen >= half:
+                medians[user_id] = seconds + 0.5  # the middle of the whole-second bucket
+                break
+    return medians
+
+
+# --- agreement -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PairAgreement:
+    coder_a: str
+    coder_b: str
+    documents: int  # documents both labelled
+    kappa: float | None  # None where undefined (e.g. both always gave the same label)
+    observed: float  # share of those documents with identical answers
+
+
+@dataclass(frozen=True)
+class Agreement:
+    pairs: list[PairAgreement]
+    alpha: float | None  # Krippendorff's alpha (nominal) over documents with >= 2 answers
+    documents: int  # documents with >= 2 human answers
+    multi_label: bool
+
+
+def _units(project: Project) -> Iterator[list[tuple[int, frozenset[int]]]]:
+    """Human answers per document, for documents with at least two, one document at a
+    time: [(annotator id, label ids), ...]."""
+    rows = (
+        Annotation.objects.filter(
+            document__project=project,
+            document__n_annotations__gte=2,
+            source=Annotation.Source.HUMAN,
+        )
+        .order_by("document_id", "annotator_id")
+        .values_list("document_id", "annotator_id", "labels")
+    )
+    for _document, group in itertools.groupby(rows.iterator(chunk_size=5000),
+                                              key=lambda r: r[0]):
+        answers = [(annotator, frozenset(labels or [])) for _, annotator, labels in group]
+        if len(answers) >= 2:
+            yield answers
+
+
+def agreement_of(project: Project) -> Agreement:
+    """Cohen's kappa for every pair of annotators over the documents both labelled, and
+    Krippendorff's alpha (nominal) over all documents with two or more answers.
+
+    Single-label: the value is the one label id. Multi-label: per-label yes/no kappa and
+    alpha, averaged over the labels (see annotate/agreement.py for why). The tables are
+    accumulated while streaming, so memory grows with annotators and labels only.
+    """
+    multi = project.is_multi_label
+    label_ids = [label.pk for label in annotate_selectors.labels_of(project)]
+    # (a, b) -> per question: Counter of (value_a, value_b). One question ("which label")
+    # for single-label projects, one per label for multi-label.
+    tables: dict[tuple[int, int], dict[object, Counter]] = {}
+    same: Counter = Counter()
+    shared: Counter = Counter()
+    coincidences: dict[object, Counter] = {}
+    questions: list[object] = list(label_ids) if multi else ["label"]
+    documents = 0
+
+    def value(labels: frozenset[int], question: object) -> object:
+        if multi:
+            return question in labels
+        return next(iter(labels)) if len(labels) == 1 else None
+
+    for answers in _units(project):
+        documents += 1
+        for question in questions:
+            agreement.coincidences_add(
+                coincidences.setdefault(question, Counter()),
+                [value(labels, question) for _, labels in answers],
+            )
+        for (a, labels_a), (b, labels_b) in itertools.combinations(answers, 2):
+            shared[(a, b)] += 1
+            same[(a, b)] += labels_a == labels_b
+            per_question = tables.setdefault((a, b), {})
+            for question in questions:
+                va, vb = value(labels_a, question), value(labels_b, question)
+                if va is not None and vb is not None:
+                    per_question.setdefault(question, Counter())[(va, vb)] += 1
+
+    names = dict(
+        get_user_model().objects.filter(pk__in={u for pair in shared for u in pair})
+        .values_list("pk", "username")
+    )
+    pairs = [
+        PairAgreement(
+            coder_a=names.get(a, str(a)),
+            coder_b=names.get(b, str(b)),
+            documents=shared[(a, b)],
+            kappa=agreement.mean_defined(
+                agreement.kappa_from_table(t) for t in tables[(a, b)].values()
+            ),
+            observed=same[(a, b)] / shared[(a, b)],
+        )
+        for a, b in sorted(shared)
+    ]
+    alpha = agreement.mean_defined(
+        agreement.alpha_from_coincidences(m) for m in coincidences.values()
+    )
+    return Agreement(pairs=pairs, alpha=alpha, documents=documents, multi_label=multi)
+
+
+# Agreement streams every overlapping annotation; on a large project that is worth a short
+# cache rather than a recount on every dashboard load.
+AGREEMENT_TTL_SECONDS = 60
+
+
+def agreement_cached(project: Project) -> Agreement:
+    key = f"labelwise:agreement:{project.pk}"
+    result = cache.get(key)
+    if result is None:
+        result = agreement_of(project)
+        cache.set(key, result, AGREEMENT_TTL_SECONDS)
+    return result

@@ -1,0 +1,16 @@
+from django.urls import path
+
+from learner import views
+
+app_name = "learner"
+
+urlpatterns = [
+    path("p/<int:pk>/learner/", views.dashboard, name="dashboard"),
+    path("p/<int:pk>/learner/progress/", views.progress, name="progress"),
+    path("p/<int:pk>/learner/train/", views.train_now, name="train"),
+    path("p/<int:pk>/learner/rounds/", views.rounds, name="rounds"),
+    path("p/<int:pk>/learner/rounds/<int:number>/", views.round_detail, name="round"),
+    path("p/<int:pk>/learner/rounds/<int:number>/cancel/", views.round_cancel,
+         name="round_cancel"),
+    path("p/<int:pk>/learner/settings/", views.learner_settings, name="settings"),
+]

@@ -1,0 +1,290 @@
+"""The learner's pages: the dashboard (with the running round's live progress), Train now
+and Cancel, the rounds list, one round, and the learner settings.
+
+Thin views (CONVENTIONS 1, 8): a selector reads, learner.services writes, learner.charts
+draws, a template renders; HTMX requests get the page's named partial. Leads, reviewers and
+viewers may watch; only leads start, cancel or configure; annotators get 403 and
+strangers 404 (annotate.access.project_view).
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from annotate import selectors as annotate_selectors
+from annotate.access import LEAD, project_view
+from annotate.models import Label, Membership, Project
+from learner import charts, selectors, services
+from learner.ml.strategies import STRATEGIES
+from learner.models import LearnerSettings, Round
+
+WATCHERS = (Membership.Role.LEAD, Membership.Role.REVIEWER, Membership.Role.VIEWER)
+ROUNDS_PER_PAGE = 50
+# htmx stops polling when a poll is answered with this status.
+STOP_POLLING = 286
+ROUND_FINISHED_EVENT = "learner-round-finished"
+
+
+def duration_text(seconds: float | None) -> str:
+    """'2 min 05 s' style duration (a remaining time, how long a round took); '' when
+    unknown."""
+    if seconds is None or seconds < 0:
+        return ""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+# --- dashboard -----------------------------------------------------------------------------
+
+
+def _status_context(project: Project, notice: str = "") -> dict:
+    active = selectors.round_active(project)
+    return {
+        "active": active,
+        "eta": duration_text(active.eta_seconds) if active else "",
+        "last": None if active else selectors.rounds_of(project).first(),
+        "notice": notice,
+    }
+
+
+def _results_context(project: Project, number: int | None) -> dict:
+    labels = annotate_selectors.labels_of(project)
+    curve = selectors.learning_curve(project)
+    shown = selectors.round_shown(project, number)
+    context: dict = {
+        "curve": curve,
+        "curve_svg": charts.line_chart(
+            [
+                charts.Series(
+                    name="Macro-F1", key="macro_f1", colour=charts.PALETTE[0],
+                    points=[charts.Point(p.n_train, p.macro_f1,
+                                         f"Round {p.number}: macro-F1 {p.macro_f1:.3f} "
+                                         f"with {p.n_train} labels") for p in curve],
+                ),
+                charts.Series(
+                    name="Accuracy", key="accuracy", colour=charts.PALETTE[1],
+                    points=[charts.Point(p.n_train, p.accuracy,
+                                         f"Round {p.number}: accuracy {p.accuracy:.3f} "
+                                         f"with {p.n_train} labels") for p in curve],
+                ),
+            ],
+            x_label="Labelled documents used for training",
+            y_label="Score on the holdout",
+            title="Learning curve",
+        ) if curve else "",
+        "shown": shown,
+        # A round the user picked stays shown after a refresh; otherwise the latest is.
+        "pinned": shown is not None and shown.number == number,
+        "done_numbers": [p.number for p in reversed(curve)],
+    }
+    if shown is not None:
+        context.update(_round_charts(shown, labels))
+        histogram = selectors.confidence_histogram(shown)
+        context["histogram"] = histogram
+        context["histogram_svg"] = charts.histogram(
+            histogram.counts, histogram.edges, title="Confidence of the pool predictions",
+            x_label="Model confidence", y_label="Documents",
+        ) if histogram.total else ""
+    return context
+
+
+def _round_charts(round: Round, labels: list[Label]) -> dict:
+    """Per-class F1 bars and the confusion heatmap of one round (empty when unevaluated)."""
+    per_class = selectors.round_class_metrics(round, labels)
+    matrix = (round.metrics or {}).get("confusion_matrix")
+    names = selectors.round_label_names(round, labels)
+    return {
+        "per_class": per_class,
+        "f1_svg": charts.bar_chart(
+            [charts.Bar(c.name, c.f1, c.colour,
+                        f"{c.name}: F1 {c.f1:.3f} (precision {c.precision:.3f}, recall "
+                        f"{c.recall:.3f}, {c.support} in the holdout)") for c in per_class],
+            title=f"Per-class F1, round {round.number}", max_value=1.0, x_label="F1",
+        ) if per_class else "",
+        "confusion_svg": charts.heatmap(
+            matrix, names, names, title=f"Confusion matrix, round {round.number}"
+        ) if matrix else "",
+    }
+
+
+def _optional_int(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+@project_view(*WATCHERS)
+def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
+    project = request.project  # type: ignore[attr-defined]
+    number = _optional_int(request.GET.get("round"))
+    context = {"project": project, **_results_context(project, number)}
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(request, "learner/dashboard.html#results", context)
+    distribution = selectors.label_distribution(project)
+    context.update(
+        _status_context(project),
+        membership=request.membership,  # type: ignore[attr-defined]
+        label_svg=charts.bar_chart(
+            [charts.Bar(d.name, d.count, d.colour) for d in distribution],
+            title="Final labels per class", value_digits=0,
+        ) if any(d.count for d in distribution) else "",
+        throughput=selectors.annotator_throughput(project),
+        agreement=selectors.agreement_cached(project),
+    )
+    return render(request, "learner/dashboard.html", context)
+
+
+@project_view(*WATCHERS)
+def progress(request: HttpRequest, pk: int) -> HttpResponse:
+    """The round-status panel, polled every 2 s while a round is queued or running. Once
+    none is, it answers 286 (htmx stops polling) and fires an event on which the results
+    panel reloads itself, so the new point appears without a page load."""
+    project = request.project  # type: ignore[attr-defined]
+    context = {"project": project, "membership": request.membership,  # type: ignore[attr-defined]
+               **_status_context(project)}
+    response = render(request, "learner/dashboard.html#status", context)
+    if context["active"] is None:
+        response.status_code = STOP_POLLING
+        response["HX-Trigger"] = ROUND_FINISHED_EVENT
+    return response
+
+
+def _status_or_redirect(request: HttpRequest, project: Project, notice: str,
+                        *, level: int = messages.INFO, to: str = "") -> HttpResponse:
+    if request.htmx:  # type: ignore[attr-defined]
+        context = {"project": project, "membership": request.membership,  # type: ignore[attr-defined]
+                   **_status_context(project, notice)}
+        return render(request, "learner/dashboard.html#status", context)
+    messages.add_message(request, level, notice)
+    return redirect(to or "learner:dashboard", pk=project.pk)
+
+
+@project_view(*LEAD)
+@require_POST
+def train_now(request: HttpRequest, pk: int) -> HttpResponse:
+    project = request.project  # type: ignore[attr-defined]
+    try:
+        round = services.round_request(
+            project=project, trigger=Round.Trigger.MANUAL, requested_by=request.user
+        )
+    except services.RoundBusy:
+        active = selectors.round_active(project)
+        which = f"Round {active.number} is" if active else "A round is"
+        return _status_or_redirect(
+            request, project,
+            f"{which} already queued or running: wait for it to finish or cancel it.",
+            level=messages.WARNING,
+        )
+    return _status_or_redirect(
+        request, project, f"Round {round.number} queued: a learner worker will pick it up.",
+        level=messages.SUCCESS,
+    )
+
+
+@project_view(*LEAD)
+@require_POST
+def round_cancel(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+    project = request.project  # type: ignore[attr-defined]
+    round = selectors.round_get(project, number)
+    if not round.is_active:
+        notice = f"Round {number} is {round.get_status_display().lower()}: nothing to cancel."
+    else:
+        round = services.round_cancel(round=round)
+        notice = (f"Round {number} cancelled." if round.status == Round.Status.CANCELLED
+                  else f"Round {number} will stop at its next progress report.")
+    if request.POST.get("from") == "round":
+        messages.info(request, notice)
+        return redirect("learner:round", pk=pk, number=number)
+    return _status_or_redirect(request, project, notice)
+
+
+# --- rounds --------------------------------------------------------------------------------
+
+
+@project_view(*WATCHERS)
+def rounds(request: HttpRequest, pk: int) -> HttpResponse:
+    project = request.project  # type: ignore[attr-defined]
+    page = Paginator(selectors.rounds_of(project), ROUNDS_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
+    for round in page:
+        took = (round.finished_at - round.started_at).total_seconds() if (
+            round.started_at and round.finished_at) else None
+        round.took = duration_text(took)
+    return render(request, "learner/rounds.html", {"project": project, "page": page,
+                                                   "membership": request.membership})  # type: ignore[attr-defined]
+
+
+@project_view(*WATCHERS)
+def round_detail(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+    project = request.project  # type: ignore[attr-defined]
+    round = selectors.round_get(project, number)
+    labels = annotate_selectors.labels_of(project)
+    context = {
+        "project": project,
+        "membership": request.membership,  # type: ignore[attr-defined]
+        "round": round,
+        "eta": duration_text(round.eta_seconds),
+        "config": sorted((round.config or {}).items()),
+        "timings": sorted((round.timings or {}).items()),
+        **_round_charts(round, labels),
+    }
+    return render(request, "learner/round.html", context)
+
+
+# --- settings ------------------------------------------------------------------------------
+
+
+class LearnerSettingsForm(forms.ModelForm):
+    strategy = forms.ChoiceField(
+        choices=[(name, name.replace("_", " ")) for name in STRATEGIES],
+        help_text="How the queue picks the next documents from the model's scores.",
+    )
+    random_share = forms.FloatField(
+        min_value=0.0, max_value=1.0, help_text="Share of random picks for exploration, 0-1."
+    )
+    max_length = forms.IntegerField(min_value=8, max_value=512, label="Max length (tokens)")
+    epochs = forms.IntegerField(min_value=1, max_value=50)
+    learning_rate = forms.FloatField(min_value=1e-7, max_value=1.0)
+    batch_size = forms.IntegerField(min_value=1, max_value=512)
+
+    class Meta:
+        model = LearnerSettings
+        fields = [
+            "model_name", "mode", "strategy", "random_share", "max_length", "epochs",
+            "learning_rate", "batch_size", "train_every_labels", "train_every_minutes",
+            "show_suggestions",
+        ]
+        labels = {
+            "model_name": "Base model (local folder or hub id)",
+            "train_every_labels": "Train every N new labels",
+            "train_every_minutes": "Train every T minutes",
+            "show_suggestions": "Show annotators the latest model's suggestion",
+        }
+        help_texts = {"show_suggestions": ""}
+
+
+@project_view(*LEAD)
+def learner_settings(request: HttpRequest, pk: int) -> HttpResponse:
+    project = request.project  # type: ignore[attr-defined]
+    form = LearnerSettingsForm(request.POST or None,
+                               instance=services.learner_settings_for(project))
+    if request.method == "POST" and form.is_valid():
+        # One row; the next round copies these values into its config when requested.
+        form.save()
+        annotate_selectors.queue_plan_forget(project.pk)
+        messages.success(request, "Learner settings saved; the next round uses them.")
+        return redirect("learner:settings", pk=pk)
+    return render(request, "learner/settings.html", {"project": project, "form": form})
