@@ -24,11 +24,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The web app, the learner and (SIMULATE=N, default 2; 0 = none) simulated annotators
+# who label the demo corpus from its gold labels at a human pace.
+SIMULATE ?= 2
 demo: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py demo_setup
-	@echo "Labelwise is at http://$(HOST):$(PORT)/  (Ctrl-C stops it)"
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	$(BIN)/python manage.py rundemo --addr $(HOST):$(PORT) --simulate $(SIMULATE)
 
 serve: install
 	$(BIN)/python manage.py migrate --noinput

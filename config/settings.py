@@ -131,8 +131,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     # A file, not Django's in-memory default, so tests that start worker processes or
-    # threads can share the test database on SQLite too.
-    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-labelwise.sqlite3")}
+    # threads can share the test database on SQLite too; one per test run, so two runs on
+    # one machine do not write into each other's database.
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(DATA_DIR / f"test-labelwise-{os.getpid()}.sqlite3")
+    }
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

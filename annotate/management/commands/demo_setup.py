@@ -21,6 +21,7 @@ from django.db import transaction
 from annotate import services
 from annotate.io.importer import documents_import
 from annotate.models import Membership, Project
+from learner.models import LearnerSettings
 
 DEMO_PROJECT = "BBC News topics (demo)"
 LABELS = {
@@ -141,6 +142,12 @@ class Command(BaseCommand):
                     name="bbc_news.jsonl",
                 )
                 holdout = services.holdout_reserve(project=project, fraction=HOLDOUT_OF_LABELLED)
+                # Rounds small enough for a CPU: one every 40 new labels, two epochs, and
+                # a tenth of the queue picked at random so the curve is honest.
+                LearnerSettings.objects.update_or_create(project=project, defaults={
+                    "mode": LearnerSettings.Mode.FULL, "epochs": 2, "max_length": 128,
+                    "train_every_labels": 40, "random_share": 0.1, "show_suggestions": True,
+                })
             self.stdout.write(
                 f"Imported {report.created} of {rows} BBC News articles "
                 f"({report.duplicates} exact duplicates skipped, {report.labelled} with labels); "
@@ -148,9 +155,11 @@ class Command(BaseCommand):
             )
         else:
             project = existing
-            self.stdout.write(f"Demo project already exists ({project.documents.count()} documents).")
+            self.stdout.write(
+                f"Demo project already exists ({project.documents.count()} documents)."
+            )
         self.stdout.write(self.style.SUCCESS(
-            "\nDemo accounts (saved in var/demo_credentials.json):\n"
+            f"\nDemo accounts (saved in {credentials_file}):\n"
             f"  lead       / {lead_password}\n"
             f"  annotator  / {annotator_password}\n"
         ))
