@@ -255,3 +255,27 @@ class Flag(models.Model):
 
     def __str__(self) -> str:
         return f"Flag on document {self.document_id}"
+
+
+class Adjudication(models.Model):
+    """A lead's or reviewer's decision on a document's final label(s), with the reason.
+
+    Never edited: a second decision is a new row, so the history of who overruled whom
+    stays readable. The latest row is the one Document.final_labels follows."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="adjudications")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    labels = models.JSONField(help_text="The final Label ids decided.")
+    # What the document's final labels were before (null: not final), for the history.
+    previous_labels = models.JSONField(null=True, blank=True)
+    reason = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["document", "created_at"], name="adjudication_doc_idx")]
+
+    def __str__(self) -> str:
+        return f"Adjudication of document {self.document_id} by user {self.decided_by_id}"

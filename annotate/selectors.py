@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
 from annotate.models import (
+    Adjudication,
     Annotation,
     Assignment,
     Document,
@@ -108,9 +109,11 @@ def queue_candidates(
     )
     if round_id is None:
         return documents.order_by("rand")
-    return documents.filter(predictions__round_id=round_id).order_by(
-        "-predictions__score", "rand"
-    )
+    # A prediction without a score belongs to a document that was labelled when the round
+    # ran (kept for the review pages); if an undo reopened it, the random order finds it.
+    return documents.filter(
+        predictions__round_id=round_id, predictions__score__isnull=False
+    ).order_by("-predictions__score", "rand")
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,9 @@ class QueuePlan:
 
     round_id: int | None
     random_share: float
+    # Whether annotators see the round's suggestion (LearnerSettings.show_suggestions);
+    # cached with the plan so the annotator page pays nothing for it when it is off.
+    show_suggestions: bool = False
 
     def orderings(self, rng: random.Random) -> list[int | None]:
         """The orders to try, in turn, for one hand-out: scored first, then random order
@@ -140,11 +146,12 @@ def queue_plan(project: Project) -> QueuePlan:
             Round.objects.filter(project=project, status=Round.Status.DONE)
             .order_by("-number").values_list("id", flat=True).first()
         )
-        share = (
+        share, show = (
             LearnerSettings.objects.filter(project=project)
-            .values_list("random_share", flat=True).first()
-        )
-        plan = QueuePlan(round_id=latest, random_share=0.0 if share is None else share)
+            .values_list("random_share", "show_suggestions").first()
+        ) or (None, False)
+        plan = QueuePlan(round_id=latest, random_share=0.0 if share is None else share,
+                         show_suggestions=bool(show))
         cache.set(key, plan, CACHE_TTL_SECONDS)
     return plan
 
@@ -346,3 +353,219 @@ def document_meta_keys(*, project: Project, sample: int = 500) -> list[str]:
         if isinstance(meta, dict):
             keys.update(str(key) for key in meta)
     return sorted(keys)
+
+
+# --- model suggestions on the annotator page ---
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """The latest finished round's prediction for a document, as an annotator sees it."""
+
+    labels: list[Label]
+    confidence: float
+
+    @property
+    def label_ids(self) -> list[int]:
+        return [label.pk for label in self.labels]
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.confidence)
+
+
+def suggestion_for(
+    project: Project, document: Document | None, labels: list[Label] | None = None
+) -> Suggestion | None:
+    """What the model suggests for `document`, or None: when suggestions are off, before
+    any round, for documents the round did not score, and never for a holdout document
+    (an annotator nudged by the model there would make the evaluation flatter itself)."""
+    if document is None or document.split == Document.Split.HOLDOUT:
+        return None
+    plan = queue_plan(project)
+    if not plan.show_suggestions or plan.round_id is None:
+        return None
+    from learner.models import Prediction
+
+    row = (
+        Prediction.objects.filter(round_id=plan.round_id, document=document)
+        .values_list("labels", "confidence").first()
+    )
+    if row is None:
+        return None
+    by_id = {label.pk: label for label in (labels if labels is not None else labels_of(project))}
+    suggested = [by_id[label_id] for label_id in row[0] if label_id in by_id]
+    return Suggestion(labels=suggested, confidence=float(row[1])) if suggested else None
+
+
+# --- review queues: disagreements, likely label errors, uncertain labels, flags ---
+
+LABEL_ERROR_THRESHOLD = 0.8
+
+
+def latest_done_round_id(project: Project) -> int | None:
+    from learner.models import Round
+
+    return (
+        Round.objects.filter(project=project, status=Round.Status.DONE)
+        .order_by("-number").values_list("id", flat=True).first()
+    )
+
+
+def _undecided(documents: QuerySet, *, include_decided: bool, field: str = "pk") -> QuerySet:
+    if include_decided:
+        return documents
+    return documents.filter(~Exists(Adjudication.objects.filter(document=OuterRef(field))))
+
+
+def review_disagreements(*, project: Project, include_decided: bool = False) -> QuerySet:
+    """Documents whose annotators did not all give the same answer (at least two answers,
+    at least two distinct ones), ties (no final label) first. Answers are stored as sorted
+    id lists, so equal answers are equal JSON values."""
+    documents = (
+        Document.objects.filter(project=project, n_annotations__gte=2)
+        .annotate(n_distinct=Count("annotations__labels", distinct=True))
+        .filter(n_distinct__gte=2)
+    )
+    return _undecided(documents, include_decided=include_decided).order_by(
+        F("final_labels").asc(nulls_first=True), "id"
+    ).values_list("id", flat=True)
+
+
+def _labelled_predictions(project: Project, round_id: int) -> QuerySet:
+    from learner.models import Prediction
+
+    return Prediction.objects.filter(
+        round_id=round_id, document__project=project, document__split=Document.Split.POOL,
+        document__final_labels__isnull=False,
+    )
+
+
+def review_label_errors(
+    *,
+    project: Project,
+    threshold: float = LABEL_ERROR_THRESHOLD,
+    include_decided: bool = False,
+) -> list[int]:
+    """Ids of labelled training-side documents whose final label the latest round's model
+    contradicts with confidence >= threshold, most confident first: the likeliest label
+    errors. The label comparison runs here, not in SQL, because the two JSON lists need
+    not share an order; the rows are (id, two short lists, a float) per candidate."""
+    round_id = latest_done_round_id(project)
+    if round_id is None:
+        return []
+    rows = _undecided(
+        _labelled_predictions(project, round_id).filter(confidence__gte=threshold),
+        include_decided=include_decided, field="document_id",
+    ).order_by("-confidence", "document_id").values_list(
+        "document_id", "labels", "document__final_labels"
+    )
+    return [
+        doc_id for doc_id, predicted, final in rows.iterator(chunk_size=5000)
+        if sorted(predicted or []) != sorted(final or [])
+    ]
+
+
+def review_uncertain(*, project: Project, include_decided: bool = False) -> QuerySet:
+    """Ids of labelled training-side documents, the model's least confident first."""
+    round_id = latest_done_round_id(project)
+    if round_id is None:
+        from learner.models import Prediction
+
+        return Prediction.objects.none().values_list("document_id", flat=True)
+    return _undecided(
+        _labelled_predictions(project, round_id),
+        include_decided=include_decided, field="document_id",
+    ).order_by("confidence", "document_id").values_list("document_id", flat=True)
+
+
+def review_flagged(*, project: Project) -> QuerySet:
+    """Ids of documents with an open flag, the most recently flagged first."""
+    return (
+        Document.objects.filter(project=project, flags__resolved=False)
+        .annotate(last_flag=Max("flags__created_at"))
+        .order_by("-last_flag", "id").values_list("id", flat=True)
+    )
+
+
+@dataclass(frozen=True)
+class Answer:
+    annotator: str
+    labels: list[Label]
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """One document on a review page, with everything needed to decide it."""
+
+    document: Document
+    answers: list[Answer]
+    final: list[Label]
+    predicted: list[Label]
+    confidence: float | None
+    decisions: list[Adjudication]
+    flags: list[Flag]
+
+    @property
+    def percent(self) -> int | None:
+        return None if self.confidence is None else round(100 * self.confidence)
+
+
+def review_items(*, project: Project, document_ids: list[int]) -> list[ReviewItem]:
+    """The review rows for one page of document ids, in that order (a few queries per
+    page, none per document)."""
+    from learner.models import Prediction
+
+    by_id = {label.pk: label for label in labels_of(project)}
+
+    def names(ids: list[int] | None) -> list[Label]:
+        return [by_id[i] for i in ids or [] if i in by_id]
+
+    documents = Document.objects.filter(project=project).in_bulk(document_ids)
+    answers: dict[int, list[Answer]] = {i: [] for i in document_ids}
+    for annotation in (
+        Annotation.objects.filter(document_id__in=document_ids)
+        .select_related("annotator").order_by("id")
+    ):
+        answers[annotation.document_id].append(
+            Answer(annotator=annotation.annotator.get_username(), labels=names(annotation.labels))
+        )
+    predicted: dict[int, tuple[list[int], float]] = {}
+    round_id = latest_done_round_id(project)
+    if round_id is not None:
+        for doc_id, labels, confidence in Prediction.objects.filter(
+            round_id=round_id, document_id__in=document_ids
+        ).values_list("document_id", "labels", "confidence"):
+            predicted[doc_id] = (labels, confidence)
+    decisions: dict[int, list[Adjudication]] = {i: [] for i in document_ids}
+    for decision in Adjudication.objects.filter(document_id__in=document_ids).select_related(
+        "decided_by"
+    ):
+        decisions[decision.document_id].append(decision)
+    flags: dict[int, list[Flag]] = {i: [] for i in document_ids}
+    for flag in Flag.objects.filter(document_id__in=document_ids, resolved=False).select_related(
+        "user"
+    ):
+        flags[flag.document_id].append(flag)
+    items = []
+    for doc_id in document_ids:
+        document = documents.get(doc_id)
+        if document is None:
+            continue
+        labels, confidence = predicted.get(doc_id, ([], None))
+        items.append(ReviewItem(
+            document=document, answers=answers[doc_id], final=names(document.final_labels),
+            predicted=names(labels), confidence=confidence, decisions=decisions[doc_id],
+            flags=flags[doc_id],
+        ))
+    return items
+
+
+def review_counts(*, project: Project, threshold: float = LABEL_ERROR_THRESHOLD) -> dict[str, int]:
+    """How many documents wait in each review queue (the review pages' tabs)."""
+    return {
+        "disagreements": review_disagreements(project=project).count(),
+        "label_errors": len(review_label_errors(project=project, threshold=threshold)),
+        "uncertain": review_uncertain(project=project).count(),
+        "flags": review_flagged(project=project).count(),
+    }

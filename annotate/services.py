@@ -24,6 +24,7 @@ from django.utils import timezone
 from annotate import selectors
 from annotate.models import (
     HEX_COLOUR,
+    Adjudication,
     Annotation,
     Assignment,
     Document,
@@ -350,6 +351,13 @@ def _check_labels(project: Project, label_ids: list[int]) -> list[int]:
     return label_ids
 
 
+def _adjudicated(document: Document) -> bool:
+    """A lead's decision stands: a late answer (an annotator still holding the document)
+    or an undo must not re-vote it away. Only a final document can have been decided, so
+    the extra query runs for those alone."""
+    return document.final_labels is not None and document.adjudications.exists()
+
+
 @transaction.atomic
 def annotation_submit(
     *,
@@ -392,10 +400,11 @@ def annotation_submit(
         duration_ms=duration_ms,
     )
     document.n_annotations += 1
-    # With one annotator per document the answer is final; skip the vote's query.
-    document.final_labels = (
-        label_ids if project.overlap == 1 else _final_labels(project, document)
-    )
+    if not _adjudicated(document):
+        # With one annotator per document the answer is final; skip the vote's query.
+        document.final_labels = (
+            label_ids if project.overlap == 1 else _final_labels(project, document)
+        )
     document.save(update_fields=["slots_taken", "n_annotations", "final_labels"])
     return annotation
 
@@ -443,7 +452,8 @@ def annotation_undo(*, user: AbstractBaseUser, project: Project) -> Document | N
         expires_at=timezone.now() + _ttl(),
     )
     document.n_annotations = max(document.n_annotations - 1, 0)
-    document.final_labels = _final_labels(project, document)
+    if not _adjudicated(document):
+        document.final_labels = _final_labels(project, document)
     document.save(update_fields=["n_annotations", "final_labels"])
     return document
 
@@ -458,6 +468,56 @@ def flag_create(
     if document is None:
         raise QueueError("That document is not in this project.")
     return Flag.objects.create(document=document, user=user, comment=comment[:5000])
+
+
+# --- review: adjudication and flags --------------------------------------------------------
+
+
+@transaction.atomic
+def document_adjudicate(
+    *,
+    document: Document,
+    user: AbstractBaseUser,
+    label_ids: list[int],
+    reason: str,
+    resolve_flags: bool = False,
+) -> Adjudication:
+    """A lead or reviewer decides the document's final label(s), saying why.
+
+    Sets Document.final_labels (the labels training and export use) and fills its
+    annotation slots, so the queue never hands it out again; the decision is kept as a new
+    Adjudication row beside any earlier ones. Optionally resolves the document's open
+    flags in the same transaction."""
+    project = document.project
+    label_ids = _check_labels(project, label_ids)
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError({"reason": "Say why you decided this label."})
+    document = Document.objects.select_for_update().get(pk=document.pk, project=project)
+    previous = document.final_labels
+    document.final_labels = label_ids
+    document.slots_taken = max(document.slots_taken, project.overlap)
+    document.save(update_fields=["final_labels", "slots_taken"])
+    if resolve_flags:
+        Flag.objects.filter(document=document, resolved=False).update(resolved=True)
+    return Adjudication.objects.create(
+        document=document,
+        decided_by=user,
+        labels=label_ids,
+        previous_labels=previous,
+        reason=reason[:5000],
+    )
+
+
+def flag_resolve(*, project: Project, flag_id: int) -> Flag:
+    """Marks one of the project's flags dealt with."""
+    flag = Flag.objects.filter(pk=flag_id, document__project=project).first()
+    if flag is None:
+        raise QueueError("That flag is not in this project.")
+    if not flag.resolved:
+        flag.resolved = True
+        flag.save(update_fields=["resolved"])
+    return flag
 
 
 # --- the held-out evaluation set ---------------------------------------------------------

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotate import lead_views, views
+from annotate import lead_views, review_views, views
 
 app_name = "annotate"
 
@@ -30,4 +30,11 @@ urlpatterns = [
     path("p/<int:pk>/import/", lead_views.import_upload, name="import"),
     path("p/<int:pk>/holdout/", lead_views.holdout, name="holdout"),
     path("p/<int:pk>/export/<str:fmt>/", lead_views.export, name="export"),
+    # Review and adjudication (leads and reviewers).
+    path("p/<int:pk>/review/", review_views.review, name="review"),
+    path("p/<int:pk>/review/<slug:kind>/", review_views.review, name="review_kind"),
+    path("p/<int:pk>/review/decide/<int:document_id>/", review_views.adjudicate,
+         name="review_adjudicate"),
+    path("p/<int:pk>/review/flags/<int:flag_id>/resolve/", review_views.flag_resolve,
+         name="review_flag_resolve"),
 ]

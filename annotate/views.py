@@ -43,11 +43,13 @@ def render_guidelines(version: GuidelineVersion | None) -> str:
 
 def _item_context(request: HttpRequest, document: Document | None, **extra: object) -> dict:
     project = request.project  # type: ignore[attr-defined]
+    labels = selectors.labels_of(project)
     return {
         "project": project,
         "membership": request.membership,  # type: ignore[attr-defined]
         "document": document,
-        "labels": selectors.labels_of(project),
+        "labels": labels,
+        "suggestion": selectors.suggestion_for(project, document, labels),
         "progress": selectors.project_progress(request.user, project),
         **extra,
     }

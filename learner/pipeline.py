@@ -1,9 +1,10 @@
 """One training round, from database rows to stored predictions.
 
 Reads the project's final labels (training side and holdout), fine-tunes with learner/ml,
-evaluates on the holdout, saves the artifact, then scores the unlabelled pool in chunks
-streamed from the database so memory does not grow with the pool. Returns the fields the
-worker writes onto the Round row.
+evaluates on the holdout, saves the artifact, then scores the training side in chunks
+streamed from the database so memory does not grow with the pool: the unlabelled pool for
+the queue, the labelled documents for the review pages, and every document's embedding
+for the fast refresh. Returns the fields the worker writes onto the Round row.
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ from learner.ml.evaluate import evaluate
 from learner.ml.strategies import get_strategy
 from learner.ml.train import TextClassifier
 from learner.models import Prediction, Round
+from learner.refresh import (
+    EMBEDDING_DTYPE,
+    EMBEDDING_IDS_FILE,
+    EMBEDDINGS_FILE,
+    predicted_and_confidence,
+    write_embeddings_meta,
+)
 
 Progress = Callable[..., None]
 
@@ -69,20 +77,23 @@ def _targets(finals: list[list[int]], index: dict[int, int], multi_label: bool) 
     return np.asarray([index[final[0]] for final in finals], dtype=np.int64)
 
 
-def _pool_chunks(project_id: int, chunk_size: int) -> Iterator[tuple[list[int], list[str]]]:
-    """Unlabelled training-side documents, a chunk at a time, by keyset pagination (an
-    OFFSET would rescan the skipped rows for every chunk)."""
+def _training_side_chunks(
+    project_id: int, chunk_size: int, max_id: int
+) -> Iterator[tuple[list[int], list[str], list[bool]]]:
+    """Training-side documents (ids up to `max_id`), labelled or not, a chunk at a time by
+    keyset pagination (an OFFSET would rescan the skipped rows for every chunk). Yields
+    (ids, texts, labelled flags)."""
     last_id = 0
     while True:
         rows = list(
             Document.objects.filter(
-                project_id=project_id, split=Document.Split.POOL, final_labels__isnull=True,
-                id__gt=last_id,
-            ).order_by("id").values_list("id", "text")[:chunk_size]
+                project_id=project_id, split=Document.Split.POOL, id__gt=last_id,
+                id__lte=max_id,
+            ).order_by("id").values_list("id", "text", "final_labels")[:chunk_size]
         )
         if not rows:
             return
-        yield [r[0] for r in rows], [r[1] for r in rows]
+        yield [r[0] for r in rows], [r[1] for r in rows], [r[2] is not None for r in rows]
         last_id = rows[-1][0]
 
 
@@ -145,8 +156,11 @@ def run_round(round: Round, progress: Progress) -> dict[str, Any]:
     scored = score_pool(round, classifier, label_ids=[label.pk for label in labels],
                         progress=progress)
     timings["score_s"] = round_s(time.perf_counter() - t0)
-    timings["scored"] = scored
+    timings.update(scored)
     return {
+        # The class order of every probability vector this round stored; labels renamed
+        # later still read as they were trained.
+        "config": {**round.config, "labels": names, "label_ids": [label.pk for label in labels]},
         "n_train": len(train_ids),
         "n_holdout": len(hold_ids),
         "data_fingerprint": fingerprint,
@@ -168,44 +182,87 @@ def score_pool(
     label_ids: list[int],
     progress: Progress,
     score_config: ScoreConfig | None = None,
-) -> int:
+) -> dict[str, int]:
     """Stores a Prediction (labels, probability vector, confidence, strategy score) for
-    every unlabelled pool document; returns how many. Scores are stored so that higher
-    always means "ask sooner", whatever the strategy's own direction."""
+    every training-side document, and caches its pooled embedding for the fast refresh.
+
+    Unlabelled documents get the strategy's score, stored so that higher always means
+    "ask sooner" whatever the strategy's own direction. Labelled ones get score None:
+    the review pages compare their prediction with the human label, and the queue (which
+    only hands out unlabelled documents, and only scored ones in score order) never sees
+    them. Returns {"scored": unlabelled, "scored_labelled": labelled}.
+
+    The embeddings go to an (n, h) float16 .npy written chunk by chunk through a memory
+    map, so memory stays bounded by one chunk whatever the pool size."""
     score_config = score_config or ScoreConfig()
-    strategy = get_strategy(round.config.get("strategy", "margin"),
-                            multi_label=classifier.config.multi_label)
+    multi = classifier.config.multi_label
+    strategy = get_strategy(round.config.get("strategy", "margin"), multi_label=multi)
     if not strategy.requires <= {"probs", "embeddings"}:
         # Strategies that need more than this chunk's own outputs (BALD's dropout samples,
         # CAL's labelled neighbours) fall back to margin scores for the streamed queue.
-        strategy = get_strategy("margin", multi_label=classifier.config.multi_label)
+        strategy = get_strategy("margin", multi_label=multi)
     sign = 1.0 if strategy.higher_is_more_informative else -1.0
-    total = Document.objects.filter(
-        project_id=round.project_id, split=Document.Split.POOL, final_labels__isnull=True
-    ).count()
-    done = 0
+    thresholds = classifier.thresholds_ if classifier.thresholds_ is not None else 0.5
+    side = Document.objects.filter(project_id=round.project_id, split=Document.Split.POOL)
+    # Documents imported while this runs are left for the next round (and the random
+    # order): fixing the id range up front fixes the cache's size.
+    max_id = side.order_by("-id").values_list("id", flat=True).first() or 0
+    total = side.filter(id__lte=max_id).count()
+    folder = artifact_dir(round)
+    folder.mkdir(parents=True, exist_ok=True)
+    done = {"scored": 0, "scored_labelled": 0}
+    if total == 0:
+        write_embeddings_meta(folder, rows=0, total=0)
+        return done
+    ids_out = np.lib.format.open_memmap(
+        folder / EMBEDDING_IDS_FILE, mode="w+", dtype=np.int64, shape=(total,)
+    )
+    ids_out[:] = -1
+    embeddings_out = None
+    row = 0
     started = time.perf_counter()
-    for ids, texts in _pool_chunks(round.project_id, score_config.chunk_size):
+    for ids, texts, labelled in _training_side_chunks(
+        round.project_id, score_config.chunk_size, max_id
+    ):
+        ids, texts, labelled = ids[: total - row], texts[: total - row], labelled[: total - row]
+        if not ids:
+            break
         probs, embeddings = classifier.proba_and_embed(texts)
-        scores = strategy.scores(probs, embeddings=embeddings)
-        if classifier.config.multi_label:
-            thresholds = classifier.thresholds_ if classifier.thresholds_ is not None else 0.5
-            predicted = [[label_ids[j] for j in np.flatnonzero(row >= thresholds)]
-                         for row in probs]
-            confidence = np.abs(probs - 0.5).mean(axis=1) * 2
-        else:
-            predicted = [[label_ids[int(j)]] for j in probs.argmax(axis=1)]
-            confidence = probs.max(axis=1)
+        if embeddings_out is None:
+            embeddings_out = np.lib.format.open_memmap(
+                folder / EMBEDDINGS_FILE, mode="w+", dtype=EMBEDDING_DTYPE,
+                shape=(total, embeddings.shape[1]),
+            )
+        embeddings_out[row: row + len(ids)] = embeddings
+        ids_out[row: row + len(ids)] = ids
+        row += len(ids)
+        open_rows = np.flatnonzero(~np.asarray(labelled))
+        scores = np.full(len(ids), np.nan)
+        if len(open_rows):
+            scores[open_rows] = sign * np.asarray(
+                strategy.scores(probs[open_rows], embeddings=embeddings[open_rows]),
+                dtype=np.float64,
+            )
+        predicted, confidence = predicted_and_confidence(
+            probs, label_ids, multi_label=multi, thresholds=thresholds
+        )
         with transaction.atomic():
             Prediction.objects.bulk_create(
                 Prediction(
                     round=round, document_id=doc_id, labels=predicted[i],
                     probs=[float(f"{p:.5f}") for p in probs[i]],
-                    confidence=float(confidence[i]), score=sign * float(scores[i]),
+                    confidence=float(confidence[i]),
+                    score=None if labelled[i] else float(scores[i]),
                 )
                 for i, doc_id in enumerate(ids)
             )
-        done += len(ids)
+        done["scored_labelled"] += int(sum(labelled))
+        done["scored"] += len(ids) - int(sum(labelled))
         elapsed = time.perf_counter() - started
-        progress("scoring", done, total, elapsed / done * (total - done))
+        progress("scoring", row, total, elapsed / row * (total - row))
+    for memmap in (ids_out, embeddings_out):
+        if memmap is not None:
+            memmap.flush()
+    del ids_out, embeddings_out
+    write_embeddings_meta(folder, rows=row, total=total)
     return done

@@ -40,15 +40,25 @@ class Worker:
     # into a database write each.
     progress_interval: float = 1.0
     runner: RoundRunner = default_runner
+    # The fast refresh between rounds (learner/refresh.py). Once a round is queued, no
+    # further project is refreshed after this many seconds of refreshing, so a round never
+    # waits long behind refreshes (each takes about a second for a 20,000-document pool).
+    refresh: bool = True
+    refresh_budget_seconds: float = 3.0
+    # While idle, how often to look for new labels to refresh on (a cheap count per
+    # project); this bounds the delay from a label to a re-scored queue.
+    refresh_poll_seconds: float = 0.5
 
     def run_once(self) -> bool:
-        """Recovers stale rounds, queues the rounds whose triggers fired, then claims and
-        runs one queued round. True if it ran one."""
+        """Recovers stale rounds, queues the rounds whose triggers fired, refreshes the
+        scores of projects with new labels, then claims and runs one queued round. True if
+        it ran one."""
         for round_id in services.rounds_recover_stale(heartbeat_timeout=self.heartbeat_timeout):
             log.warning("round %s: its worker stopped responding; requeued or failed", round_id)
         for requested in services.rounds_request_due():
             log.info("round %s queued for %s (%s)", requested.pk, requested.project,
                      requested.get_trigger_display())
+        self.refresh_scores()
         round = services.round_claim(worker=self.name)
         if round is None:
             return False
@@ -56,6 +66,24 @@ class Worker:
                  self.name)
         self._run(round)
         return True
+
+    def refresh_scores(self) -> None:
+        """Fast-refreshes the projects with new labels; a failure is logged, never raised
+        (the rounds must go on)."""
+        if not self.refresh:
+            return
+        from learner.refresh import refresh_due
+
+        started = time.monotonic()
+
+        def should_stop() -> bool:
+            return (time.monotonic() - started > self.refresh_budget_seconds
+                    and Round.objects.filter(status=Round.Status.QUEUED).exists())
+
+        try:
+            refresh_due(should_stop=should_stop)
+        except Exception:  # noqa: BLE001 - a refresh is an optimisation, never fatal
+            log.exception("fast refresh failed; the queue keeps the round's scores")
 
     def _run(self, round: Round) -> None:
         last_write = 0.0
@@ -111,4 +139,11 @@ class Worker:
                 log.exception("learner loop error; retrying")
                 ran = False
             if not ran:
-                stop.wait(poll_seconds)
+                # Idle: look for new labels to refresh on more often than for rounds.
+                deadline = time.monotonic() + poll_seconds
+                while not stop.wait(max(min(self.refresh_poll_seconds,
+                                            deadline - time.monotonic()), 0)):
+                    if time.monotonic() >= deadline:
+                        break
+                    close_old_connections()
+                    self.refresh_scores()
