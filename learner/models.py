@@ -138,7 +138,9 @@ class Prediction(models.Model):
     probs = models.JSONField()
     confidence = models.FloatField()
     score = models.FloatField(
-        null=True, blank=True, help_text="Strategy score; higher = ask first."
+        null=True, blank=True,
+        help_text="Strategy score; higher = ask first. Null: the document was labelled when "
+                  "the round ran (its prediction serves the review queues).",
     )
 
     class Meta:

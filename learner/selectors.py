@@ -156,10 +156,11 @@ class Histogram:
 
 def confidence_histogram(round: Round, *, bins: int = 20) -> Histogram:
     """The round's pool predictions binned by confidence over [0, 1], counted in the
-    database (one GROUP BY; a confidence of exactly 1 falls into the last bin)."""
+    database (one GROUP BY; a confidence of exactly 1 falls into the last bin). Labelled
+    documents' predictions (score null: kept for the review queues) are not the pool."""
     counts = [0] * bins
     rows = (
-        Prediction.objects.filter(round=round)
+        Prediction.objects.filter(round=round, score__isnull=False)
         .annotate(bucket=Floor(F("confidence") * bins))
         .values("bucket")
         .annotate(n=Count("id"))

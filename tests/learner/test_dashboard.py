@@ -264,9 +264,13 @@ def test_confidence_histogram_is_counted_in_bins(project, documents) -> None:  #
     label = project.labels.first().pk
     confidences = [0.34, 0.36, 0.51, 0.55, 0.99, 1.0]
     Prediction.objects.bulk_create(
-        Prediction(round=round, document=doc, labels=[label], probs=[c], confidence=c)
+        Prediction(round=round, document=doc, labels=[label], probs=[c], confidence=c,
+                   score=1 - c)
         for doc, c in zip(documents, confidences, strict=False)
     )
+    # A labelled document's prediction (score None) is not part of the pool's histogram.
+    Prediction.objects.create(round=round, document=documents[7], labels=[label],
+                              probs=[0.1], confidence=0.1, score=None)
     histogram = selectors.confidence_histogram(round, bins=10)
     assert histogram.counts == [0, 0, 0, 2, 0, 2, 0, 0, 0, 2] and histogram.total == 6
     assert histogram.edges[0] == 0 and histogram.edges[-1] == 1
