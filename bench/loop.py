@@ -13,26 +13,13 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-
-
-def setup_django() -> None:
-    os.environ["LABELWISE_DATA_DIR"] = tempfile.mkdtemp(prefix="labelwise-loop-")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    os.environ.pop("DATABASE_URL", None)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
+from bench._django import setup_django  # noqa: E402
 
 
 def make_project(  # type: ignore[no-untyped-def]
@@ -124,7 +111,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    setup_django()
+    setup_django("sqlite")
     print(f"BBC News demo corpus, {args.mode} fine-tuning, {args.epochs} epochs, "
           f"max_length {args.max_length}, {args.batch} labels between rounds")
     learned = run_loop(args.strategy, args.strategy, 0.0, args)

@@ -14,18 +14,15 @@ Target: p95 under 50 ms.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-POSTGRES_SERVER = "postgres://postgres@127.0.0.1:5432"
-BENCH_DB = "labelwise_bench_next_item"
+from bench._django import setup_django  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -33,28 +30,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def fresh_postgres() -> str:
-    import psycopg
 
-    with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    return f"{POSTGRES_SERVER}/{BENCH_DB}"
-
-
-def setup_django(database: str) -> None:
-    os.environ["LABELWISE_DATA_DIR"] = tempfile.mkdtemp(prefix="labelwise-bench-")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    os.environ["ALLOWED_HOSTS"] = "testserver"
-    if database == "postgres":
-        os.environ["DATABASE_URL"] = fresh_postgres()
-    else:
-        os.environ.pop("DATABASE_URL", None)
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
 
 
 def make_project(name: str, n_docs: int):  # type: ignore[no-untyped-def]
@@ -70,7 +46,8 @@ def make_project(name: str, n_docs: int):  # type: ignore[no-untyped-def]
         guidelines="# Bench\n\nLabel the topic.",
     )
     rng = random.Random(0)
-    words = "market match machine vote film rate goal chip law song bank team".split()
+    words = ["market", "match", "machine", "vote", "film", "rate", "goal", "chip", "law",
+             "song", "bank", "team"]
     batch = []
     for i in range(n_docs):
         text = f"{i} " + " ".join(rng.choice(words) for _ in range(rng.randint(10, 60)))
@@ -122,7 +99,7 @@ def report(label: str, timings: list[float]) -> None:
 
 
 def run(database: str, docs: int, requests: int) -> float:
-    setup_django(database)
+    setup_django(database, name="labelwise_bench_next_item")
     from django.db import connection
 
     print(f"\n{connection.vendor}: building a {docs:,}-document project ...", flush=True)

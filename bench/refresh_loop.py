@@ -19,42 +19,20 @@ idle poll before it looks).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-POSTGRES_SERVER = "postgres://postgres@127.0.0.1:5432"
-BENCH_DB = "labelwise_bench_refresh"
+from bench._django import setup_django  # noqa: E402
+
 TARGET_SECONDS = 2.0
 DIM, K = 384, 4
 
 
-def fresh_postgres() -> str:
-    import psycopg
 
-    with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    return f"{POSTGRES_SERVER}/{BENCH_DB}"
-
-
-def setup_django(database: str) -> None:
-    os.environ["LABELWISE_DATA_DIR"] = tempfile.mkdtemp(prefix="labelwise-bench-")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    if database == "postgres":
-        os.environ["DATABASE_URL"] = fresh_postgres()
-    else:
-        os.environ.pop("DATABASE_URL", None)
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
 
 
 class SyntheticEncoder:
@@ -123,7 +101,7 @@ def main() -> None:
     parser.add_argument("--labelled", type=int, default=1_000)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    setup_django(args.db)
+    setup_django(args.db, name="labelwise_bench_refresh")
 
     from annotate import services
     from annotate.models import Document
