@@ -81,8 +81,11 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "annotate",
     "learner",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -166,11 +169,40 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 MEDIA_ROOT = DATA_DIR / "media"
 
 REST_FRAMEWORK = {
+    # Token first: its WWW-Authenticate header makes an anonymous request a 401, not a 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.Pagination",
+    "EXCEPTION_HANDLER": "api.exceptions.exception_handler",
 }
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Labelwise API",
+    "DESCRIPTION": "Projects, documents, annotations, training rounds, predictions and "
+    "model exports. Authenticate with `Authorization: Token <key>` (keys from /api/tokens/).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ExportFormatEnum": "api.models.ExportJob.Format",
+        "ExportStatusEnum": "api.models.ExportJob.Status",
+        "RoundStatusEnum": "learner.models.Round.Status",
+    },
+    # Swagger UI and Redoc from the vendored sidecar package: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # validatorUrl null: Swagger UI would otherwise send the schema to validator.swagger.io.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None,
+                            "persistAuthorization": True},
+}
+# Models the predictions endpoint keeps loaded (one per round); each MiniLM is ~90 MB.
+LABELWISE_PREDICT_CACHE_SIZE = env_int("LABELWISE_PREDICT_CACHE_SIZE", 3, minimum=1)
 
 # A document handed to an annotator is reserved for them this long; after that it returns
 # to the queue so an abandoned browser tab does not hold work forever.

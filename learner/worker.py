@@ -19,6 +19,7 @@ from datetime import timedelta
 from django.db import close_old_connections, connection
 
 from learner import services
+from learner.export import export_jobs_run_once
 from learner.models import Round
 
 log = logging.getLogger("labelwise.learner")
@@ -61,7 +62,8 @@ class Worker:
         self.refresh_scores()
         round = services.round_claim(worker=self.name)
         if round is None:
-            return False
+            # Model exports (ONNX, int8) are background jobs too; rounds go first.
+            return export_jobs_run_once(worker=self.name)
         log.info("round %s (%s #%s): claimed by %s", round.pk, round.project, round.number,
                  self.name)
         self._run(round)

@@ -1,0 +1,146 @@
+"""Predictions from a round's saved model, with the loaded models kept in memory.
+
+Loading a MiniLM classifier from disk costs about a second; a prediction for one text a
+few milliseconds. So each process keeps the last few rounds' models (an LRU keyed by the
+round, the runtime and the file) and every request after the first reuses them.
+
+Runtimes: "pytorch" (the round's artifact, as the learner saved it), or "onnx" /
+"onnx-int8", served from that round's finished export of the same format (an export job
+builds it; a request never does).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import zipfile
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+
+from api.models import ExportJob
+from learner.models import Round
+
+RUNTIMES = ("pytorch", "onnx", "onnx-int8")
+
+
+class NoModel(Exception):
+    """The round has no model for the asked runtime (not exported yet, files gone)."""
+
+
+@dataclass(frozen=True)
+class Predicted:
+    labels: list[str]
+    predicted: list[list[str]]  # per text: the predicted label name(s)
+    probabilities: np.ndarray  # (n, k), columns in the order of `labels`
+
+
+class ModelCache:
+    """A small thread-safe LRU of loaded TextClassifiers. Loads happen under the lock, so
+    two requests for the same cold round load it once."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._models: OrderedDict[tuple[int, str], object] = OrderedDict()
+        self._lock = threading.Lock()
+        self.loads = 0
+
+    def get(self, round: Round, runtime: str = "pytorch"):  # type: ignore[no-untyped-def]
+        source = _source(round, runtime)
+        key = (round.pk, runtime, str(source))
+        with self._lock:
+            model = self._models.get(key)
+            if model is not None:
+                self._models.move_to_end(key)
+                return model
+            model = _load(source, runtime)
+            self.loads += 1
+            self._models[key] = model
+            while len(self._models) > self.size:
+                self._models.popitem(last=False)
+            return model
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+
+models = ModelCache(getattr(settings, "LABELWISE_PREDICT_CACHE_SIZE", 3))
+
+
+def _source(round: Round, runtime: str) -> Path:
+    """The folder holding the round's model for `runtime`; NoModel if there is none."""
+    if runtime == "pytorch":
+        folder = Path(round.artifact_path) if round.artifact_path else None
+        if folder is None or not folder.exists():
+            raise NoModel(f"Round {round.number}'s model is no longer on disk.")
+        return folder
+    if runtime not in RUNTIMES:
+        raise NoModel(f"Unknown runtime {runtime!r}.")
+    job = (
+        ExportJob.objects.filter(round=round, format=runtime, status=ExportJob.Status.DONE)
+        .order_by("-finished_at", "-id").first()
+    )
+    if job is None or not Path(job.path).exists():
+        raise NoModel(f"Round {round.number} has no finished {runtime} export: request one "
+                      f"(POST .../rounds/{round.number}/exports/) and try again when done.")
+    return _unpacked(Path(job.path))
+
+
+def _unpacked(archive: Path) -> Path:
+    """The export zip unpacked beside it, once (into a temporary folder, then renamed, so
+    a half-unpacked folder is never used)."""
+    target = archive.with_suffix("")
+    if not target.exists():
+        work = Path(tempfile.mkdtemp(prefix="unzip-", dir=archive.parent))
+        try:
+            with zipfile.ZipFile(archive) as zipped:
+                zipped.extractall(work)
+            (inner,) = [p for p in work.iterdir() if p.is_dir()]
+            try:
+                inner.rename(target)
+            except OSError:
+                if not target.exists():  # another process won the race: theirs is as good
+                    raise
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def _load(folder: Path, runtime: str):  # type: ignore[no-untyped-def]
+    if runtime == "pytorch":
+        from learner.ml.train import TextClassifier
+
+        return TextClassifier.load(folder)
+    import torch
+
+    from learner.export import ONNX_FILES, OnnxTextClassifier
+
+    # As many threads as PyTorch uses, so the two runtimes compare like for like.
+    return OnnxTextClassifier(folder, ONNX_FILES[runtime], threads=torch.get_num_threads())
+
+
+def predict(
+    round: Round, texts: Sequence[str], *, runtime: str = "pytorch", cache: bool = True
+) -> Predicted:
+    """Labels and probabilities of `texts` from the round's model, in one batched pass
+    (length-bucketed batches of 64). `cache=False` loads the model afresh: the benchmark's
+    baseline."""
+    model = models.get(round, runtime) if cache else _load(_source(round, runtime), runtime)
+    probs = model.predict_proba(list(texts))
+    if runtime == "pytorch":
+        labels, multi = list(model.labels), model.config.multi_label
+        thresholds = model.thresholds_
+    else:
+        labels, multi, thresholds = model.labels, model.multi_label, model.thresholds
+    if multi:
+        cut = thresholds if thresholds is not None else 0.5
+        chosen = [[labels[j] for j in np.flatnonzero(row >= cut)] for row in probs]
+    else:
+        chosen = [[labels[int(j)]] for j in probs.argmax(axis=1)]
+    return Predicted(labels=labels, predicted=chosen, probabilities=probs)

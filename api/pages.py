@@ -1,0 +1,59 @@
+"""The user's API keys page: create (the key is shown once) and revoke."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from annotate.access import LEAD, project_view
+from api.authentication import token_create, token_revoke
+from api.models import ApiToken, ExportJob
+from learner import selectors as learner_selectors
+from learner.export import export_job_request
+
+
+@login_required
+def tokens_page(request: HttpRequest) -> HttpResponse:
+    new_key = None
+    if request.method == "POST":
+        _token, new_key = token_create(user=request.user, name=request.POST.get("name", ""))
+    return render(request, "api/tokens.html", {
+        "tokens": ApiToken.objects.filter(user=request.user),
+        "new_key": new_key,
+    })
+
+
+@login_required
+@require_POST
+def token_revoke_page(request: HttpRequest, token_id: int) -> HttpResponse:
+    if token_revoke(user=request.user, token_id=token_id):
+        messages.success(request, "Key revoked: it no longer works.")
+    else:
+        messages.error(request, "No such active key.")
+    return redirect("api:tokens-page")
+
+
+@csrf_exempt  # answers every method with a 404; there is nothing to forge
+def api_not_found(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"detail": "No such API endpoint.", "code": "not_found"}, status=404)
+
+
+@project_view(*LEAD)
+@require_POST
+def round_export_page(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+    """The round page's Export button: queues a job (the export worker builds it) and
+    goes back to the page, where the job's status and download link show."""
+    round = learner_selectors.round_get(request.project, number)  # type: ignore[attr-defined]
+    fmt = request.POST.get("format", ExportJob.Format.HF)
+    try:
+        job = export_job_request(round=round, fmt=fmt, requested_by=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"{job.get_format_display()} export {job.status}.")
+    return redirect("learner:round", pk=pk, number=number)

@@ -1,0 +1,316 @@
+"""What goes in and out of the API. Serializers validate and shape; they never write
+(the views call services for that)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from annotate.models import Annotation, Document, GuidelineVersion, Label, Project
+from api.models import ApiToken, ExportJob
+from learner.models import Round
+
+# Ids are 64-bit in the database; a larger number must be a 400/404, never an overflow.
+MAX_ID = 2**63 - 1
+
+# --- projects, labels, guidelines ----------------------------------------------------------
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    role = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Project
+        fields = ["id", "name", "description", "task_type", "overlap",
+                  "annotators_see_others", "text_direction", "created_at", "role"]
+        read_only_fields = fields
+
+    def get_role(self, project: Project) -> str | None:
+        return self.context.get("roles", {}).get(project.pk)
+
+
+class ProjectCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    task_type = serializers.ChoiceField(
+        choices=[Project.TaskType.SINGLE_LABEL, Project.TaskType.MULTI_LABEL],
+        default=Project.TaskType.SINGLE_LABEL,
+    )
+    overlap = serializers.IntegerField(min_value=1, max_value=10, default=1)
+    labels = serializers.ListField(
+        child=serializers.CharField(max_length=100), required=False, default=list,
+        max_length=200,
+    )
+    guidelines = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class ProjectUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(required=False, allow_blank=True)
+    overlap = serializers.IntegerField(min_value=1, max_value=10, required=False)
+    annotators_see_others = serializers.BooleanField(required=False)
+    text_direction = serializers.ChoiceField(choices=["ltr", "rtl"], required=False)
+
+
+class LabelSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Label
+        fields = ["id", "name", "description", "colour", "hotkey", "order"]
+        read_only_fields = ["id", "order"]
+        extra_kwargs = {
+            "description": {"required": False},
+            "colour": {"required": False},
+            "hotkey": {"required": False},
+        }
+
+
+class GuidelineSerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.get_username", read_only=True)
+
+    class Meta:
+        model = GuidelineVersion
+        fields = ["version", "text", "note", "created_by", "created_at"]
+        read_only_fields = ["version", "created_by", "created_at"]
+        extra_kwargs = {"note": {"required": False}}
+
+
+# --- documents -----------------------------------------------------------------------------
+
+
+class DocumentSerializer(serializers.ModelSerializer):
+    final_labels = serializers.SerializerMethodField()
+    score = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Document
+        fields = ["id", "external_id", "text", "meta", "split", "final_labels",
+                  "n_annotations", "created_at", "score"]
+        read_only_fields = fields
+
+    @extend_schema_field({"type": "number", "nullable": True,
+                          "description": "The ?round=N query score (higher: ask sooner)."})
+    def get_score(self, document: Document) -> float | None:
+        return getattr(document, "round_score", None)
+
+    @extend_schema_field({"type": "array", "items": {"type": "string"}, "nullable": True})
+    def get_final_labels(self, document: Document) -> list[str] | None:
+        if document.final_labels is None or self.context.get("hide_labels"):
+            return None
+        names = self.context.get("label_names", {})
+        return [names.get(i, str(i)) for i in document.final_labels]
+
+
+class DocumentItemSerializer(serializers.Serializer):
+    text = serializers.CharField(allow_blank=False, trim_whitespace=False)
+    label = serializers.JSONField(
+        required=False, allow_null=True,
+        help_text="A label name, or a list of names (multi-label). Optional.",
+    )
+    external_id = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    meta = serializers.DictField(required=False)
+
+
+class DocumentImportJSONSerializer(serializers.Serializer):
+    documents = DocumentItemSerializer(many=True, allow_empty=False, max_length=100_000)
+
+
+class DocumentImportFileSerializer(serializers.Serializer):
+    file = serializers.FileField()
+    format = serializers.ChoiceField(
+        choices=["auto", "csv", "jsonl", "labelstudio", "prodigy"], default="auto"
+    )
+    text_field = serializers.CharField(max_length=100, default="text")
+    label_field = serializers.CharField(max_length=100, default="label", allow_blank=True)
+
+
+class ImportReportSerializer(serializers.Serializer):
+    format = serializers.CharField(source="fmt")
+    created = serializers.IntegerField()
+    labelled = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    duplicates_in_file = serializers.IntegerField()
+    duplicates_existing = serializers.IntegerField()
+    duplicate_lines = serializers.ListField(child=serializers.IntegerField())
+    summary = serializers.CharField()
+
+
+# --- annotations and the queue -------------------------------------------------------------
+
+
+class AnnotationSerializer(serializers.ModelSerializer):
+    annotator = serializers.CharField(source="annotator.get_username", read_only=True)
+    labels = serializers.SerializerMethodField()
+    guideline_version = serializers.IntegerField(
+        source="guideline_version.version", read_only=True, allow_null=True, default=None
+    )
+
+    class Meta:
+        model = Annotation
+        fields = ["id", "document", "annotator", "labels", "guideline_version", "source",
+                  "duration_ms", "created_at"]
+        read_only_fields = fields
+
+    @extend_schema_field({"type": "array", "items": {"type": "string"}})
+    def get_labels(self, annotation: Annotation) -> list[str]:
+        names = self.context.get("label_names", {})
+        return [names.get(i, str(i)) for i in annotation.labels]
+
+
+class SubmitSerializer(serializers.Serializer):
+    document = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    labels = serializers.ListField(
+        child=serializers.CharField(max_length=100), allow_empty=False, max_length=200,
+        help_text="Label names (or ids).",
+    )
+    duration_ms = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False,
+                                           allow_null=True)
+
+
+class NextItemSerializer(serializers.Serializer):
+    document = DocumentSerializer(allow_null=True)
+    done = serializers.BooleanField(help_text="True when the queue has nothing left for you.")
+
+
+class SubmitResultSerializer(serializers.Serializer):
+    annotation = AnnotationSerializer()
+    next = DocumentSerializer(allow_null=True)
+
+
+# --- rounds, predictions, exports ----------------------------------------------------------
+
+
+class RoundSerializer(serializers.ModelSerializer):
+    guideline_version = serializers.IntegerField(
+        source="guideline_version.version", read_only=True, allow_null=True, default=None
+    )
+    requested_by = serializers.CharField(
+        source="requested_by.get_username", read_only=True, allow_null=True, default=None
+    )
+    percent = serializers.FloatField(read_only=True)
+
+    class Meta:
+        model = Round
+        fields = ["number", "status", "trigger", "requested_by", "phase", "step",
+                  "total_steps", "percent", "eta_seconds", "cancel_requested", "n_train",
+                  "n_holdout", "data_fingerprint", "guideline_version", "created_at",
+                  "started_at", "finished_at", "error"]
+        read_only_fields = fields
+
+
+class RoundDetailSerializer(RoundSerializer):
+    class Meta(RoundSerializer.Meta):
+        fields = [*RoundSerializer.Meta.fields, "config", "metrics", "timings"]
+        read_only_fields = fields
+
+
+class PredictRequestSerializer(serializers.Serializer):
+    texts = serializers.ListField(
+        child=serializers.CharField(max_length=100_000, allow_blank=True, trim_whitespace=False),
+        allow_empty=False, max_length=1024,
+    )
+    round = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=2**31 - 1,
+        help_text="Round number; default: the latest done round.",
+    )
+    runtime = serializers.ChoiceField(
+        choices=["pytorch", "onnx", "onnx-int8"], default="pytorch",
+        help_text="pytorch: the round's own model. onnx / onnx-int8: the round's finished "
+                  "export of that format (409 until one is exported).",
+    )
+
+
+class PredictionItemSerializer(serializers.Serializer):
+    labels = serializers.ListField(child=serializers.CharField())
+    probabilities = serializers.DictField(child=serializers.FloatField())
+
+
+class PredictResponseSerializer(serializers.Serializer):
+    round = serializers.IntegerField()
+    runtime = serializers.CharField()
+    labels = serializers.ListField(child=serializers.CharField())
+    multi_label = serializers.BooleanField()
+    predictions = PredictionItemSerializer(many=True)
+
+
+class ExportRequestSerializer(serializers.Serializer):
+    format = serializers.ChoiceField(choices=ExportJob.Format.choices)
+
+
+class ExportJobSerializer(serializers.ModelSerializer):
+    round = serializers.IntegerField(source="round.number", read_only=True)
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ExportJob
+        fields = ["id", "round", "format", "status", "size_bytes", "error", "created_at",
+                  "started_at", "finished_at", "download_url"]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_download_url(self, job: ExportJob) -> str | None:
+        if job.status != ExportJob.Status.DONE:
+            return None
+        url = reverse("api:export-download", args=[job.round.project_id, job.pk])
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request is not None else url
+
+
+# --- review queues -------------------------------------------------------------------------
+
+
+class ReviewAnswerSerializer(serializers.Serializer):
+    annotator = serializers.CharField()
+    labels = serializers.ListField(child=serializers.CharField())
+
+
+class ReviewItemSerializer(serializers.Serializer):
+    document = DocumentSerializer()
+    answers = ReviewAnswerSerializer(many=True)
+    final = serializers.ListField(child=serializers.CharField())
+    predicted = serializers.ListField(child=serializers.CharField())
+    confidence = serializers.FloatField(allow_null=True)
+    open_flags = serializers.ListField(child=serializers.CharField())
+
+    def to_representation(self, item: Any) -> dict[str, Any]:
+        return {
+            "document": DocumentSerializer(item.document, context=self.context).data,
+            "answers": [{"annotator": a.annotator, "labels": [lb.name for lb in a.labels]}
+                        for a in item.answers],
+            "final": [lb.name for lb in item.final],
+            "predicted": [lb.name for lb in item.predicted],
+            "confidence": item.confidence,
+            "open_flags": [flag.comment for flag in item.flags],
+        }
+
+
+# --- tokens --------------------------------------------------------------------------------
+
+
+class TokenSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+        read_only_fields = fields
+
+
+class TokenCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+
+
+class TokenCreatedSerializer(TokenSerializer):
+    key = serializers.CharField(read_only=True, help_text="Shown once; store it now.")
+
+    class Meta(TokenSerializer.Meta):
+        fields = [*TokenSerializer.Meta.fields, "key"]
+        read_only_fields = fields
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    code = serializers.CharField()
+    errors = serializers.DictField(required=False)
+    line = serializers.IntegerField(required=False, allow_null=True)
