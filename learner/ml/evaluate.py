@@ -1,0 +1,153 @@
+"""Metrics for a classifier's probabilities, and learning-curve bookkeeping.
+
+Everything returned is plain JSON-able data (floats, ints, lists, dicts of them), so it
+can be stored on a Round row or in ``labelwise.json`` as is. NumPy only: no sklearn at
+import time (tests check these numbers against sklearn).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+ECE_BINS = 15
+
+
+def _f1(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
+    denom = precision + recall
+    return np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
+
+
+def _prf(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per-class precision, recall, F1; 0 where undefined (sklearn's zero_division=0)."""
+    tp, fp, fn = (np.asarray(a, dtype=np.float64) for a in (tp, fp, fn))
+    precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=(tp + fp) > 0)
+    recall = np.divide(tp, tp + fn, out=np.zeros_like(tp), where=(tp + fn) > 0)
+    return precision, recall, _f1(precision, recall)
+
+
+def expected_calibration_error(
+    confidence: np.ndarray, correct: np.ndarray, n_bins: int = ECE_BINS
+) -> float:
+    """Weighted mean |accuracy - confidence| over ``n_bins`` equal-width bins of (0, 1].
+
+    ``confidence``: (n,) the probability of the predicted class; ``correct``: (n,) bool.
+    """
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    if len(confidence) == 0:
+        return 0.0
+    # Right-closed bins, (lo, hi]; a confidence of exactly 0 goes into the first bin.
+    bins = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        members = bins == b
+        if members.any():
+            ece += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(ece)
+
+
+def evaluate(
+    y_true: Sequence[int] | np.ndarray,
+    probs: np.ndarray,
+    labels: Sequence[str],
+    *,
+    multi_label: bool = False,
+    thresholds: np.ndarray | Sequence[float] | float | None = None,
+) -> dict[str, Any]:
+    """Metrics of ``probs`` (n, k) against the truth.
+
+    Single-label: ``y_true`` is (n,) label indices; the prediction is the argmax. Keys:
+    n, accuracy, macro_f1, micro_f1 (= accuracy here), weighted_f1, per_class {label:
+    {precision, recall, f1, support}}, confusion_matrix (k x k list, rows = true,
+    columns = predicted), expected_calibration_error (15 bins, max probability).
+
+    Multi-label: ``y_true`` is an (n, k) 0/1 matrix; a label is predicted when its
+    probability is >= its threshold (default 0.5). Keys as above without the confusion
+    matrix; accuracy is exact-match (subset) accuracy, and calibration is measured over
+    every (text, label) probability as a binary prediction.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    k = len(labels)
+    if probs.ndim != 2 or probs.shape[1] != k:
+        raise ValueError(f"probs must be (n, {k}), got {probs.shape}")
+    n = len(probs)
+
+    if multi_label:
+        truth = np.asarray(y_true).reshape(n, k) > 0.5
+        cut = 0.5 if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+        pred = probs >= cut
+        tp = (pred & truth).sum(axis=0)
+        fp = (pred & ~truth).sum(axis=0)
+        fn = (~pred & truth).sum(axis=0)
+        support = truth.sum(axis=0)
+        accuracy = float((pred == truth).all(axis=1).mean()) if n else 0.0
+        confidence = np.where(pred, probs, 1 - probs).ravel()
+        ece = expected_calibration_error(confidence, (pred == truth).ravel())
+        confusion = None
+    else:
+        truth_idx = np.asarray(y_true, dtype=np.int64).reshape(n)
+        pred_idx = probs.argmax(axis=1) if n else np.zeros(0, dtype=np.int64)
+        confusion_arr = np.zeros((k, k), dtype=np.int64)
+        np.add.at(confusion_arr, (truth_idx, pred_idx), 1)
+        tp = np.diag(confusion_arr)
+        fp = confusion_arr.sum(axis=0) - tp
+        fn = confusion_arr.sum(axis=1) - tp
+        support = confusion_arr.sum(axis=1)
+        accuracy = float((pred_idx == truth_idx).mean()) if n else 0.0
+        ece = expected_calibration_error(probs.max(axis=1) if n else probs[:, 0],
+                                         pred_idx == truth_idx)
+        confusion = confusion_arr.tolist()
+
+    precision, recall, f1 = _prf(tp, fp, fn)
+    micro_p, micro_r, micro_f1 = _prf(tp.sum(keepdims=True), fp.sum(keepdims=True),
+                                      fn.sum(keepdims=True))
+    total_support = support.sum()
+    result: dict[str, Any] = {
+        "n": int(n),
+        "accuracy": accuracy,
+        "macro_f1": float(f1.mean()) if k else 0.0,
+        "micro_f1": float(micro_f1[0]),
+        "weighted_f1": float((f1 * support).sum() / total_support) if total_support else 0.0,
+        "per_class": {
+            label: {
+                "precision": float(precision[j]),
+                "recall": float(recall[j]),
+                "f1": float(f1[j]),
+                "support": int(support[j]),
+            }
+            for j, label in enumerate(labels)
+        },
+        "expected_calibration_error": ece,
+    }
+    if confusion is not None:
+        result["confusion_matrix"] = confusion
+    return result
+
+
+def area_under_curve(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Trapezoid area under a learning curve divided by its x-range (a mean y).
+
+    ``xs`` (e.g. number of labels) need not be sorted; a single point gives its y.
+    Comparable across runs only when they cover the same x-range.
+    """
+    x = np.asarray(xs, dtype=np.float64)
+    y = np.asarray(ys, dtype=np.float64)
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError("xs and ys must be non-empty and of equal length")
+    order = np.argsort(x, kind="stable")
+    x, y = x[order], y[order]
+    span = x[-1] - x[0]
+    if span == 0:
+        return float(y.mean())
+    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2) / span)
+
+
+def labels_to_reach(xs: Sequence[float], ys: Sequence[float], target: float) -> float | None:
+    """The smallest x whose y is >= ``target`` (points taken in x order), else None."""
+    for x, y in sorted(zip(xs, ys, strict=True)):
+        if y >= target:
+            return x
+    return None

@@ -1,0 +1,349 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModel
+
+from learner.ml.config import Mode, TrainConfig
+from learner.ml.train import (
+    TextClassifier,
+    _set_gradual_trainable,
+    class_weights,
+    param_groups,
+    pos_weights,
+    train_validation_split,
+    tune_thresholds,
+    warmup_linear_decay,
+)
+
+LABELS = ["positive", "negative", "neutral"]
+Toy = tuple[list[str], list[int]]
+
+
+@pytest.fixture
+def tiny_config(tiny_model_dir: Path) -> TrainConfig:
+    return TrainConfig(
+        model_name_or_path=str(tiny_model_dir), max_length=32, batch_size=8, epochs=2,
+        head_max_iter=50, learning_rate=1e-3, device="cpu",
+    )
+
+
+def _multi_targets(labels: list[int]) -> np.ndarray:
+    """Each text gets its own class plus, for every 4th text, the next one."""
+    Y = np.eye(3, dtype=np.int64)[labels]
+    Y[::4, 1] = 1
+    return Y
+
+
+@pytest.mark.parametrize("mode", ["full", "head", "gradual", "lora"])
+def test_every_mode_fits_and_gives_probability_rows(
+    tiny_config: TrainConfig, toy_texts: Toy, mode: Mode
+) -> None:
+    texts, labels = toy_texts
+    clf = TextClassifier(replace(tiny_config, mode=mode), LABELS).fit(texts, labels)
+
+    probs = clf.predict_proba(texts[:10])
+    assert probs.shape == (10, 3) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert clf.predict(texts[:10]).tolist() == probs.argmax(axis=1).tolist()
+    assert clf.embed(texts[:10]).shape == (10, 32)
+    assert clf.metrics_["n_train"] + clf.metrics_["n_validation"] == len(texts)
+    assert clf.metrics_["validation"]["n"] == clf.metrics_["n_validation"]
+
+
+@pytest.mark.parametrize("mode", ["full", "head"])
+def test_multi_label_gives_independent_probabilities_and_tuned_thresholds(
+    tiny_config: TrainConfig, toy_texts: Toy, mode: Mode
+) -> None:
+    texts, labels = toy_texts
+    config = replace(tiny_config, mode=mode, multi_label=True)
+    clf = TextClassifier(config, LABELS).fit(texts, _multi_targets(labels))
+
+    probs = clf.predict_proba(texts)
+    assert probs.shape == (60, 3)
+    assert ((probs >= 0) & (probs <= 1)).all()
+    assert clf.thresholds_ is not None and clf.thresholds_.shape == (3,)
+    assert ((clf.thresholds_ > 0) & (clf.thresholds_ < 1)).all()
+    np.testing.assert_array_equal(clf.predict(texts), (probs >= clf.thresholds_).astype(int))
+
+
+def test_multi_label_accepts_lists_of_label_names(tiny_config: TrainConfig, toy_texts: Toy) -> None:
+    texts, labels = toy_texts
+    y = [[LABELS[i]] + (["negative"] if n % 4 == 0 else []) for n, i in enumerate(labels)]
+    config = replace(tiny_config, mode="head", multi_label=True, head_max_iter=5)
+    by_name = TextClassifier(config, LABELS).fit(texts, y)
+    by_matrix = TextClassifier(config, LABELS).fit(texts, _multi_targets(labels))
+    assert by_name.data_fingerprint_ == by_matrix.data_fingerprint_
+    np.testing.assert_allclose(by_name.predict_proba(texts), by_matrix.predict_proba(texts))
+
+
+def _encoder_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    base = getattr(model, "base_model", model)
+    return {k: v.detach().clone() for k, v in base.state_dict().items() if "pooler" not in k}
+
+
+def test_head_only_leaves_the_encoder_unchanged_and_full_changes_it(
+    tiny_config: TrainConfig, tiny_model_dir: Path, toy_texts: Toy
+) -> None:
+    texts, labels = toy_texts
+    pretrained = _encoder_state(AutoModel.from_pretrained(tiny_model_dir))
+
+    head = TextClassifier(replace(tiny_config, mode="head"), LABELS).fit(texts, labels)
+    after_head = _encoder_state(head.model_)
+    assert all(torch.equal(pretrained[k], after_head[k]) for k in pretrained)
+
+    full = TextClassifier(replace(tiny_config, mode="full"), LABELS).fit(texts, labels)
+    after_full = _encoder_state(full.model_)
+    changed = [k for k in pretrained if not torch.equal(pretrained[k], after_full[k])]
+    assert any("encoder.layer.0." in k for k in changed)
+    assert any("embeddings" in k for k in changed)
+
+
+def test_no_weight_decay_on_biases_and_layernorm(tiny_config: TrainConfig, tiny_model_dir: Path
+                                                 ) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=3)
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = param_groups(model, replace(tiny_config, weight_decay=0.05))
+
+    covered = [id(p) for g in groups for p in g["params"]]
+    assert sorted(covered) == sorted(names)  # every parameter exactly once
+    for group in groups:
+        for param in group["params"]:
+            name = names[id(param)]
+            exempt = name.endswith("bias") or "LayerNorm" in name
+            assert group["weight_decay"] == (0.0 if exempt else 0.05), name
+
+
+def test_learning_rate_decays_layer_by_layer_with_its_own_head_rate(
+    tiny_config: TrainConfig, tiny_model_dir: Path
+) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=3)
+    config = replace(tiny_config, learning_rate=1e-4, layer_lr_decay=0.5, head_learning_rate=3e-3)
+    lrs = {g["name"].split("/")[0]: g["lr"] for g in param_groups(model, config)}
+    assert lrs == pytest.approx(
+        {"head": 3e-3, "layer_1": 1e-4, "layer_0": 5e-5, "embeddings": 2.5e-5}
+    )
+
+
+def test_warmup_rises_linearly_then_decays_linearly_to_zero() -> None:
+    total, warmup = 100, 10
+    curve = [warmup_linear_decay(s, warmup_steps=warmup, total_steps=total) for s in range(total)]
+    assert curve[0] == pytest.approx(0.1)
+    assert curve[9] == pytest.approx(1.0)
+    assert np.all(np.diff(curve[:10]) > 0)
+    assert np.all(np.diff(curve[10:]) < 0)
+    assert curve[10] == pytest.approx(1.0)
+    assert curve[-1] == pytest.approx(1 / 90)
+    assert warmup_linear_decay(total, warmup_steps=warmup, total_steps=total) == 0.0
+
+
+def test_training_reports_progress_up_to_the_total(tiny_config: TrainConfig, toy_texts: Toy
+                                                   ) -> None:
+    texts, labels = toy_texts
+    calls: list[tuple[str, int, int]] = []
+    TextClassifier(tiny_config, LABELS).fit(texts, labels, progress=lambda *a: calls.append(a))
+    train = [c for c in calls if c[0] == "train"]
+    assert [c[1] for c in train] == list(range(1, len(train) + 1))
+    assert train[-1][1] == train[-1][2]  # no early stop at 2 epochs with patience 2
+    assert any(c[0] == "validate" for c in calls)
+
+
+def test_the_same_seed_gives_identical_probabilities(tiny_config: TrainConfig, toy_texts: Toy
+                                                     ) -> None:
+    texts, labels = toy_texts
+    first = TextClassifier(tiny_config, LABELS).fit(texts, labels).predict_proba(texts)
+    second = TextClassifier(tiny_config, LABELS).fit(texts, labels).predict_proba(texts)
+    other = TextClassifier(replace(tiny_config, seed=1), LABELS).fit(texts, labels)
+    np.testing.assert_array_equal(first, second)
+    assert not np.allclose(first, other.predict_proba(texts))
+
+
+def test_full_fine_tuning_learns_an_easy_task(tiny_config: TrainConfig, toy_texts: Toy) -> None:
+    texts, labels = toy_texts
+    config = replace(tiny_config, epochs=10, learning_rate=3e-3, head_learning_rate=3e-3,
+                     validation_fraction=0.0)
+    clf = TextClassifier(config, LABELS).fit(texts, labels)
+    losses = [h["train_loss"] for h in clf.metrics_["history"]]
+    assert losses[-1] < 0.7 * losses[0]
+    assert (clf.predict(texts) == np.array(labels)).mean() > 0.5  # chance is 1/3
+
+
+def test_labels_may_be_given_by_name(tiny_config: TrainConfig, toy_texts: Toy) -> None:
+    texts, labels = toy_texts
+    config = replace(tiny_config, mode="head", head_max_iter=5)
+    by_index = TextClassifier(config, LABELS).fit(texts, labels)
+    by_name = TextClassifier(config, LABELS).fit(texts, [LABELS[i] for i in labels])
+    np.testing.assert_array_equal(by_index.predict_proba(texts), by_name.predict_proba(texts))
+
+
+def test_mc_dropout_samples_differ_but_repeat_for_a_seed(tiny_config: TrainConfig, toy_texts: Toy
+                                                         ) -> None:
+    texts, labels = toy_texts
+    clf = TextClassifier(replace(tiny_config, mode="head", head_max_iter=5), LABELS).fit(
+        texts, labels
+    )
+    torch.manual_seed(99)
+    before = torch.rand(1)
+    torch.manual_seed(99)
+    samples = clf.mc_dropout_proba(texts[:8], n_samples=4, seed=5)
+    assert torch.equal(torch.rand(1), before)  # the caller's RNG stream is untouched
+    assert samples.shape == (4, 8, 3)
+    np.testing.assert_allclose(samples.sum(axis=2), 1.0, atol=1e-5)
+    assert not np.allclose(samples[0], samples[1])
+    np.testing.assert_array_equal(samples, clf.mc_dropout_proba(texts[:8], n_samples=4, seed=5))
+    assert not clf.model_.training  # dropout is off again for normal prediction
+
+
+def test_class_weights_are_balanced_inverse_frequencies() -> None:
+    weights = class_weights(np.array([0, 0, 0, 1]), 3)
+    np.testing.assert_allclose(weights, [4 / (3 * 3), 4 / (3 * 1), 1.0])
+    assert weights.dtype == np.float32
+    np.testing.assert_allclose(class_weights(np.array([0, 1, 2, 0, 1, 2]), 3), 1.0)
+
+
+def test_pos_weights_are_negatives_over_positives() -> None:
+    Y = np.array([[1, 0, 0], [0, 0, 1], [0, 0, 1], [0, 0, 1]])
+    np.testing.assert_allclose(pos_weights(Y), [3.0, 1.0, 1 / 3])
+
+
+def test_class_weighting_is_used_in_the_loss(tiny_config: TrainConfig, toy_texts: Toy) -> None:
+    texts, labels = toy_texts
+    skewed = [0 if i < 45 else labels[i] for i in range(60)]
+    config = replace(tiny_config, mode="head", head_max_iter=10, validation_fraction=0.0)
+    with_w = TextClassifier(config, LABELS).fit(texts, skewed).predict_proba(texts)
+    without = TextClassifier(replace(config, class_weighting=False), LABELS).fit(texts, skewed)
+    # Up-weighting the rare classes raises their predicted probability on average.
+    assert with_w[:, 1:].mean() > without.predict_proba(texts)[:, 1:].mean()
+
+
+def test_validation_split_is_stratified_and_skipped_when_data_is_small() -> None:
+    y = np.array([0] * 80 + [1] * 20)
+    train, val = train_validation_split(y, fraction=0.1, seed=0, min_examples=50)
+    assert len(np.intersect1d(train, val)) == 0 and len(train) + len(val) == 100
+    assert np.bincount(y[val]).tolist() == [8, 2]
+    train, val = train_validation_split(y[:40], fraction=0.1, seed=0, min_examples=50)
+    assert len(val) == 0 and len(train) == 40
+
+
+def test_singleton_classes_stay_in_training() -> None:
+    y = np.array([0] * 60 + [1])
+    train, val = train_validation_split(y, fraction=0.5, seed=0, min_examples=10)
+    assert 60 in train
+
+
+def test_thresholds_are_tuned_per_label() -> None:
+    Y = np.array([[1, 0], [1, 0], [0, 1], [0, 0]])
+    probs = np.array([[0.3, 0.1], [0.25, 0.2], [0.1, 0.9], [0.05, 0.6]])
+    thresholds = tune_thresholds(Y, probs)
+    assert 0.1 < thresholds[0] <= 0.25  # separates 0.25/0.3 from 0.1/0.05
+    assert 0.6 < thresholds[1] <= 0.9
+
+
+def test_gradual_unfreezing_opens_one_layer_per_epoch_from_the_top(tiny_model_dir: Path) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=3)
+
+    def trainable() -> set[str]:
+        parts = set()
+        for name, param in model.named_parameters():
+            if param.requires_grad:
+                parts.add("embeddings" if "embeddings" in name else
+                          name.split(".")[3] if ".layer." in name else "head")
+        return parts
+
+    expected = [{"head"}, {"head", "1"}, {"head", "1", "0"}, {"head", "1", "0", "embeddings"}]
+    for epoch, parts in enumerate(expected):
+        _set_gradual_trainable(model, epoch)
+        assert trainable() == parts
+
+
+def test_predicting_before_fit_raises(tiny_config: TrainConfig) -> None:
+    with pytest.raises(RuntimeError, match="not fitted"):
+        TextClassifier(tiny_config, LABELS).predict_proba(["x"])
+
+
+def test_bad_config_fails_at_construction() -> None:
+    with pytest.raises(ValueError, match="mode"):
+        TrainConfig(mode="bogus")  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------- slow: the real MiniLM
+
+
+def _split(rows: list[dict[str, Any]], n_train: int, n_test: int, seed: int = 0
+           ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    order = np.random.default_rng(seed).permutation(len(rows))
+    return [rows[i] for i in order[:n_train]], [rows[i] for i in order[n_train:n_train + n_test]]
+
+
+def _holdout_check(clf: TextClassifier, test: list[dict[str, Any]], labels: list[str],
+                   margin: float) -> float:
+    truth = np.array([labels.index(r["label"]) for r in test])
+    accuracy = float((clf.predict([r["text"] for r in test]) == truth).mean())
+    majority = np.bincount(truth).max() / len(truth)
+    assert accuracy >= majority + margin, (accuracy, majority)
+    return accuracy
+
+
+@pytest.mark.slow
+def test_real_minilm_full_fine_tuning_beats_the_majority_class_on_bbc_news(
+    real_dataset: Callable[[str], list[dict[str, Any]]],
+) -> None:
+    rows = real_dataset("bbc_news")
+    labels = sorted({r["label"] for r in rows})
+    train, test = _split(rows, 300, 300)
+    # ~40 s of training on 2 idle cores (38 steps at max_length 64).
+    config = TrainConfig(max_length=64, epochs=2)
+    clf = TextClassifier(config, labels).fit([r["text"] for r in train],
+                                             [r["label"] for r in train])
+    _holdout_check(clf, test, labels, margin=0.3)
+
+
+@pytest.mark.slow
+def test_real_minilm_head_only_beats_the_majority_class_on_bbc_news(
+    real_dataset: Callable[[str], list[dict[str, Any]]],
+) -> None:
+    rows = real_dataset("bbc_news")
+    labels = sorted({r["label"] for r in rows})
+    train, test = _split(rows, 300, 300, seed=1)
+    clf = TextClassifier(TrainConfig(mode="head", max_length=128), labels).fit(
+        [r["text"] for r in train], [r["label"] for r in train]
+    )
+    _holdout_check(clf, test, labels, margin=0.3)
+
+
+def test_local_backend_trains_and_scores_the_pool_chunk_by_chunk(
+    tiny_config: TrainConfig, toy_texts: Toy
+) -> None:
+    from learner.ml.backends.local import LocalBackend
+    from learner.ml.config import ScoreConfig
+
+    texts, labels = toy_texts
+    backend = LocalBackend(ScoreConfig(batch_size=4))
+    clf = backend.train(replace(tiny_config, mode="head", head_max_iter=5), LABELS, texts, labels)
+    pulled: list[int] = []
+
+    def chunks() -> Iterator[tuple[list[int], list[str]]]:
+        for start in range(0, 60, 25):
+            pulled.append(start)
+            yield list(range(start, min(start + 25, 60))), texts[start : start + 25]
+
+    stream = backend.score_chunks(clf, chunks(), total=60)
+    ids, probs, embeddings = next(stream)
+    assert pulled == [0]  # lazy: the second chunk is not read before it is needed
+    assert ids == list(range(25)) and probs.shape == (25, 3) and embeddings.shape == (25, 32)
+    rest = list(stream)
+    assert [len(r[0]) for r in rest] == [25, 10]
+    all_probs = np.concatenate([probs] + [r[1] for r in rest])
+    np.testing.assert_allclose(all_probs, clf.predict_proba(texts), atol=1e-6)
