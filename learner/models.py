@@ -26,7 +26,10 @@ class LearnerSettings(models.Model):
         max_length=500, blank=True, help_text="Local folder or hub id; blank = all-MiniLM-L6-v2."
     )
     mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.FULL)
-    strategy = models.CharField(max_length=30, default="margin")
+    # learner.ml.strategies.DEFAULT_STRATEGY, spelled out so the web app need not import
+    # the ML stack: least_confidence measured best in fast mode across the shared datasets
+    # (DEFAULT_STRATEGY_MEASUREMENTS there).
+    strategy = models.CharField(max_length=30, default="least_confidence")
     random_share = models.FloatField(default=0.1, help_text="Share of random picks, 0-1.")
     max_length = models.PositiveIntegerField(default=128)
     epochs = models.PositiveSmallIntegerField(default=3)

@@ -178,7 +178,7 @@ def refresh_project(project: Project, *, timings: dict[str, float] | None = None
     clock.lap("read_s")
 
     settings = LearnerSettings.objects.filter(project=project).first()
-    name = settings.strategy if settings else round.config.get("strategy", "margin")
+    name = settings.strategy if settings else round.config.get("strategy", "least_confidence")
     seed = (settings.seed if settings else 0) + len(found)
     strategy = get_strategy(name, multi_label=multi)
     if "mc_probs" in strategy.requires:
