@@ -50,7 +50,7 @@ class SyntheticEncoder:
     def topic(self, text: str) -> int:
         return int(text.split()[1]) % K
 
-    def proba_and_embed(self, texts: list[str]):  # type: ignore[no-untyped-def]
+    def proba_and_embed(self, texts: list[str], **_):  # type: ignore[no-untyped-def]
         np = self.np
         rng = np.random.default_rng(len(texts))
         topics = np.array([self.topic(t) for t in texts])

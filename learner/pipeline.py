@@ -10,6 +10,7 @@ for the fast refresh. Returns the fields the worker writes onto the Round row.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,10 @@ from django.db import transaction
 from annotate import selectors
 from annotate.models import Document
 from learner.ml.artifact import data_fingerprint
+from learner.ml.backends import get_backend
 from learner.ml.config import ScoreConfig, TrainConfig
 from learner.ml.evaluate import evaluate
-from learner.ml.strategies import get_strategy
+from learner.ml.strategies import DEFAULT_STRATEGY, get_strategy
 from learner.ml.train import TextClassifier
 from learner.models import Prediction, Round
 from learner.refresh import (
@@ -182,6 +184,8 @@ def score_pool(
     label_ids: list[int],
     progress: Progress,
     score_config: ScoreConfig | None = None,
+    predict: bool = True,
+    backend: Any = None,
 ) -> dict[str, int]:
     """Stores a Prediction (labels, probability vector, confidence, strategy score) for
     every training-side document, and caches its pooled embedding for the fast refresh.
@@ -193,10 +197,14 @@ def score_pool(
     them. Returns {"scored": unlabelled, "scored_labelled": labelled}.
 
     The embeddings go to an (n, h) float16 .npy written chunk by chunk through a memory
-    map, so memory stays bounded by one chunk whatever the pool size."""
+    map, so memory stays bounded by one chunk whatever the pool size.
+
+    predict=False (the cold start: an encoder with no classifier yet) stores no labels or
+    probabilities and a score of 0 for every unlabelled document, for the caller to order.
+    `backend` overrides LEARNER_BACKEND (the cold start's encoder runs in this process)."""
     score_config = score_config or ScoreConfig()
     multi = classifier.config.multi_label
-    strategy = get_strategy(round.config.get("strategy", "margin"), multi_label=multi)
+    strategy = get_strategy(round.config.get("strategy", DEFAULT_STRATEGY), multi_label=multi)
     if not strategy.requires <= {"probs", "embeddings"}:
         # Strategies that need more than this chunk's own outputs (BALD's dropout samples,
         # CAL's labelled neighbours) fall back to margin scores for the streamed queue.
@@ -221,13 +229,25 @@ def score_pool(
     embeddings_out = None
     row = 0
     started = time.perf_counter()
-    for ids, texts, labelled in _training_side_chunks(
-        round.project_id, score_config.chunk_size, max_id
-    ):
-        ids, texts, labelled = ids[: total - row], texts[: total - row], labelled[: total - row]
-        if not ids:
-            break
-        probs, embeddings = classifier.proba_and_embed(texts)
+    # The backend (LEARNER_BACKEND: this process, or a Ray cluster) scores the chunks and
+    # yields them back in order; each chunk's labelled flags wait here for its results.
+    flags: deque[list[bool]] = deque()
+
+    def chunks() -> Iterator[tuple[list[int], list[str]]]:
+        left = total
+        for ids, texts, labelled in _training_side_chunks(
+            round.project_id, score_config.chunk_size, max_id
+        ):
+            ids, texts, labelled = ids[:left], texts[:left], labelled[:left]
+            if not ids:
+                return
+            left -= len(ids)
+            flags.append(labelled)
+            yield ids, texts
+
+    backend = backend or get_backend(score_config)
+    for ids, probs, embeddings in backend.score_chunks(classifier, chunks()):
+        labelled = flags.popleft()
         if embeddings_out is None:
             embeddings_out = np.lib.format.open_memmap(
                 folder / EMBEDDINGS_FILE, mode="w+", dtype=EMBEDDING_DTYPE,
@@ -237,20 +257,23 @@ def score_pool(
         ids_out[row: row + len(ids)] = ids
         row += len(ids)
         open_rows = np.flatnonzero(~np.asarray(labelled))
-        scores = np.full(len(ids), np.nan)
-        if len(open_rows):
+        scores = np.full(len(ids), np.nan if predict else 0.0)
+        if len(open_rows) and predict:
             scores[open_rows] = sign * np.asarray(
                 strategy.scores(probs[open_rows], embeddings=embeddings[open_rows]),
                 dtype=np.float64,
             )
-        predicted, confidence = predicted_and_confidence(
-            probs, label_ids, multi_label=multi, thresholds=thresholds
-        )
+        if predict:
+            predicted, confidence = predicted_and_confidence(
+                probs, label_ids, multi_label=multi, thresholds=thresholds
+            )
+        else:
+            predicted, confidence = [[] for _ in ids], np.zeros(len(ids))
         with transaction.atomic():
             Prediction.objects.bulk_create(
                 Prediction(
                     round=round, document_id=doc_id, labels=predicted[i],
-                    probs=[float(f"{p:.5f}") for p in probs[i]],
+                    probs=[float(f"{p:.5f}") for p in probs[i]] if predict else [],
                     confidence=float(confidence[i]),
                     score=None if labelled[i] else float(scores[i]),
                 )

@@ -35,7 +35,7 @@ class WordCountClassifier:
         self.config = SimpleNamespace(multi_label=multi_label)
         self.thresholds_ = None
 
-    def proba_and_embed(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def proba_and_embed(self, texts: list[str], **_: object) -> tuple[np.ndarray, np.ndarray]:
         embeddings = np.array(
             [[t.split().count(w) for w in WORDS] + [1.0] for t in texts], dtype=np.float32
         )
@@ -106,7 +106,7 @@ def test_refresh_rescores_the_pool_and_new_labels_make_a_document_certain(
 ):
     project = topic_project
     done = run_stub_round(project)
-    assert set(scores_by_doc(done).values()) == {0.0}  # uniform probabilities: no signal
+    assert len(set(scores_by_doc(done).values())) == 1  # uniform probabilities: no signal
     tech_docs = list(Document.objects.filter(project=project, text__startswith="software"))
 
     assert refresh_project(project) == 11
