@@ -69,6 +69,7 @@ class Round(models.Model):
         MANUAL = "manual", "Train now"
         LABELS = "labels", "New labels"
         TIMER = "timer", "Timer"
+        COLD_START = "cold_start", "Cold start (no model yet)"
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
 

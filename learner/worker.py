@@ -16,9 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 
 from learner import services
+from learner.coldstart import rounds_request_cold_start
 from learner.export import export_jobs_run_once
 from learner.models import Round
 
@@ -28,6 +29,10 @@ RoundRunner = Callable[[Round, Callable[..., None]], dict]
 
 
 def default_runner(round: Round, progress: Callable[..., None]) -> dict:
+    if round.trigger == Round.Trigger.COLD_START:
+        from learner.coldstart import run_cold_start
+
+        return run_cold_start(round, progress)
     from learner.pipeline import run_round
 
     return run_round(round, progress)
@@ -56,7 +61,7 @@ class Worker:
         it ran one."""
         for round_id in services.rounds_recover_stale(heartbeat_timeout=self.heartbeat_timeout):
             log.warning("round %s: its worker stopped responding; requeued or failed", round_id)
-        for requested in services.rounds_request_due():
+        for requested in [*services.rounds_request_due(), *rounds_request_cold_start()]:
             log.info("round %s queued for %s (%s)", requested.pk, requested.project,
                      requested.get_trigger_display())
         self.refresh_scores()
@@ -124,7 +129,12 @@ class Worker:
         interval = max(self.heartbeat_timeout.total_seconds() / 4, 0.5)
         try:
             while not stop.wait(interval):
-                services.round_heartbeat(round_id=round_id)
+                try:
+                    services.round_heartbeat(round_id=round_id)
+                except DatabaseError as exc:
+                    # A busy database (SQLite's one writer, say, during a large import) must
+                    # not end the heartbeat: the next beat tries again.
+                    log.warning("round %s: heartbeat not written (%s)", round_id, exc)
         finally:
             connection.close()  # this thread's own connection
 
