@@ -60,6 +60,8 @@ test-postgres: install
 bench: install
 	$(BIN)/python bench/import.py
 	$(BIN)/python bench/next_item.py
+	$(BIN)/python bench/refresh.py
+	$(BIN)/python bench/score.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -60,7 +60,7 @@ def label_batch(project, user, n: int) -> int:  # type: ignore[no-untyped-def]
         if document is None:
             break
         services.annotation_submit(user=user, project=project, document_id=document.pk,
-                                   label_ids=[by_name[document.meta["gold"]]])
+                                   label_ids=[by_name[document.meta["_gold"]]])
         done += 1
     return done
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import reverse
 
-from annotate.models import Annotation, Assignment, Flag
+from annotate.models import Annotation, Assignment, Document, Flag
 from annotate.services import guideline_update
 
 
@@ -106,3 +106,12 @@ def test_empty_queue_says_so(client, project, annotator):
     client.force_login(annotator)
     html = client.get(reverse("annotate:annotate", args=[project.pk])).content.decode()
     assert "Nothing left to label" in html
+
+
+def test_metadata_starting_with_underscore_is_hidden_from_annotators(
+    client, project, annotator, documents
+):
+    Document.objects.filter(project=project).update(meta={"source": "wire", "_gold": "sport"})
+    client.force_login(annotator)
+    html = client.get(reverse("annotate:annotate", args=[project.pk])).content.decode()
+    assert "source: wire" in html and "_gold" not in html

@@ -85,7 +85,7 @@ def corpus_jsonl(seed: int = 0) -> tuple[bytes, int]:
             text = read_article(path).strip()
             title = text.splitlines()[0].strip() if text else ""
             row = {"text": text, "id": f"{folder.name}/{path.stem}", "title": title,
-                   "gold": label}
+                   "_gold": label}
             if i in labelled:
                 row["label"] = label
             lines.append(json.dumps(row, ensure_ascii=False))

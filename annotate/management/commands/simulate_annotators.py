@@ -64,7 +64,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
         parser.add_argument("project", help="Project id or exact name.")
-        parser.add_argument("--gold-field", default="gold")
+        parser.add_argument("--gold-field", default="_gold")
         parser.add_argument("--annotators", type=int, default=2)
         parser.add_argument("--pace", type=float, default=3.0,
                             help="Seconds per short document (longer texts take longer).")
