@@ -136,8 +136,10 @@ def run_round(round: Round, progress: Progress) -> dict[str, Any]:
         eta = elapsed / step * (total - step) if step else None
         progress(phase, step, total, eta)
 
-    classifier = TextClassifier(config, names).fit(
-        train_texts, y, doc_ids=train_ids, progress=train_progress
+    # The backend trains here, or data-parallel on a Ray cluster (LEARNER_BACKEND=ray with
+    # LABELWISE_RAY_TRAIN_WORKERS > 1).
+    classifier = get_backend().train(
+        config, names, train_texts, y, doc_ids=train_ids, progress=train_progress
     )
     timings["train_s"] = round_s(time.perf_counter() - started)
 
