@@ -146,7 +146,8 @@ def main() -> None:
                                    batch_size=2000)
     baseline = time.perf_counter() - t0
     print(f"baseline: Django bulk_update of the same {len(rows):,} rows alone: {baseline:.2f} s"
-          f" (the refresh's write phase: {statistics.median(p['write_s'] for p in phases):.2f} s)")
+          f" (the refresh's score-and-write phase: "
+          f"{statistics.median(p['score_write_s'] for p in phases):.2f} s)")
     print(f"target < {TARGET_SECONDS} s: {'met' if median < TARGET_SECONDS else 'NOT met'}")
 
 

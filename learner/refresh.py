@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,19 +162,6 @@ def refresh_project(project: Project, *, timings: dict[str, float] | None = None
     x_lab = cached.take(lab_rows)
     y = _targets([labelled[i][1] for i in found], label_ids, multi)
 
-    pool = list(
-        Prediction.objects.filter(
-            round=round, document__split=Document.Split.POOL,
-            document__final_labels__isnull=True,
-        ).values_list("id", "document_id", "score", "confidence", "labels")
-        .iterator(chunk_size=5000)
-    )
-    if not pool:
-        return 0
-    pool_found, pool_rows = cached.rows_of(np.fromiter((r[1] for r in pool), dtype=np.int64))
-    if len(pool_found) == 0:
-        return 0
-    x_pool = cached.take(pool_rows)
     clock.lap("read_s")
 
     settings = LearnerSettings.objects.filter(project=project).first()
@@ -188,33 +175,65 @@ def refresh_project(project: Project, *, timings: dict[str, float] | None = None
     head = EmbeddingHead(multi_label=multi, classes=label_ids, seed=seed).fit(x_lab, y)
     clock.lap("fit_s")
     wants_labelled = "labeled_embeddings" in strategy.requires
-    probs, scores = refresh_scores(
-        head, x_pool, strategy, labeled_embeddings=x_lab if wants_labelled else None, seed=seed
-    )
     sign = 1.0 if strategy.higher_is_more_informative else -1.0
-    predicted, confidence = predicted_and_confidence(probs, label_ids, multi_label=multi)
-    scores = sign * np.asarray(scores, dtype=np.float64)
-    # Rewriting a row costs far more than computing it (PostgreSQL writes a new tuple and
-    # its index entries), and one new label moves most scores by a hair: rows whose score
-    # and confidence moved less than UNCHANGED and whose label did not change keep their
-    # stored values, so the queue's order is off by at most that much.
-    old = [pool[i] for i in pool_found]
-    old_scores = np.array([np.nan if r[2] is None else r[2] for r in old], dtype=np.float64)
-    old_confidence = np.array([r[3] for r in old], dtype=np.float64)
-    changed = ~(
-        (np.abs(scores - old_scores) < UNCHANGED)
-        & (np.abs(confidence - old_confidence) < UNCHANGED)
-        & np.array([r[4] == p for r, p in zip(old, predicted, strict=True)], dtype=bool)
-    )
-    rows = np.flatnonzero(changed)
-    clock.lap("score_s")
-    _write([old[i][0] for i in rows], [predicted[i] for i in rows], np.round(probs[rows], 5),
-           confidence[rows], scores[rows])
+    seen = written = 0
+    # The pool streams through in chunks of predictions (keyset on their id): memory is
+    # bounded by a chunk, not the pool, whatever its size.
+    for pool in _open_predictions(round, POOL_CHUNK):
+        pool_found, pool_rows = cached.rows_of(np.fromiter((r[1] for r in pool), dtype=np.int64))
+        seen += len(pool_found)
+        if len(pool_found) == 0:
+            continue
+        probs, scores = refresh_scores(
+            head, cached.take(pool_rows), strategy,
+            labeled_embeddings=x_lab if wants_labelled else None, seed=seed,
+        )
+        predicted, confidence = predicted_and_confidence(probs, label_ids, multi_label=multi)
+        scores = sign * np.asarray(scores, dtype=np.float64)
+        # Rewriting a row costs far more than computing it (PostgreSQL writes a new tuple
+        # and its index entries), and one new label moves most scores by a hair: rows whose
+        # score and confidence moved less than UNCHANGED and whose label did not change
+        # keep their stored values, so the queue's order is off by at most that much.
+        old = [pool[i] for i in pool_found]
+        old_scores = np.array([np.nan if r[2] is None else r[2] for r in old], dtype=np.float64)
+        old_confidence = np.array([r[3] for r in old], dtype=np.float64)
+        changed = ~(
+            (np.abs(scores - old_scores) < UNCHANGED)
+            & (np.abs(confidence - old_confidence) < UNCHANGED)
+            & np.array([r[4] == p for r, p in zip(old, predicted, strict=True)], dtype=bool)
+        )
+        rows = np.flatnonzero(changed)
+        _write([old[i][0] for i in rows], [predicted[i] for i in rows],
+               np.round(probs[rows], 5), confidence[rows], scores[rows])
+        written += len(rows)
+    clock.lap("score_write_s")
+    if seen == 0:
+        return 0
     selectors.queue_plan_forget(project.pk)
-    clock.lap("write_s")
     if timings is not None:
-        timings["written"] = float(len(rows))
-    return len(old)
+        timings["written"] = float(written)
+    return seen
+
+
+POOL_CHUNK = 20_000
+
+
+def _open_predictions(round: Round, chunk: int) -> Iterator[list[tuple]]:
+    """The round's predictions for documents still unlabelled on the training side, as
+    (prediction id, document id, score, confidence, labels), a chunk at a time."""
+    last = 0
+    while True:
+        rows = list(
+            Prediction.objects.filter(
+                round=round, id__gt=last, document__split=Document.Split.POOL,
+                document__final_labels__isnull=True,
+            ).order_by("id").values_list("id", "document_id", "score", "confidence", "labels")
+            [:chunk]
+        )
+        if not rows:
+            return
+        yield rows
+        last = rows[-1][0]
 
 
 class _Clock:

@@ -242,3 +242,15 @@ def test_an_idle_worker_looks_for_new_labels_between_polls(db, monkeypatch):
     monkeypatch.setattr(worker, "refresh_scores", refresh)
     worker.run_forever(poll_seconds=0.2, stop=stop)
     assert looks[0] == "poll" and looks.count("refresh") == 5
+
+
+def test_refresh_in_small_chunks_gives_the_same_scores_as_in_one(topic_project, monkeypatch):
+    from learner import refresh
+
+    done = run_stub_round(topic_project)
+    assert refresh_project(topic_project) == 11
+    whole = scores_by_doc(done)
+    Prediction.objects.filter(round=done, score__isnull=False).update(score=0.0, confidence=0.0)
+    monkeypatch.setattr(refresh, "POOL_CHUNK", 2)  # 11 pool documents: six chunks
+    assert refresh_project(topic_project) == 11
+    assert scores_by_doc(done) == pytest.approx(whole)
