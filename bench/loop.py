@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--batch", type=int, default=40, help="labels between rounds")
     parser.add_argument("--mode", default="full", choices=["full", "head", "gradual", "lora"])
-    parser.add_argument("--strategy", default="margin")
+    parser.add_argument("--strategy", default="least_confidence")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
