@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import transaction
 
 from annotate import selectors
+from annotate.bulk import db_value, rows_insert
 from annotate.models import Document
 from learner.ml.artifact import data_fingerprint
 from learner.ml.backends import get_backend
@@ -37,6 +38,7 @@ from learner.refresh import (
 )
 
 Progress = Callable[..., None]
+PREDICTION_COLUMNS = ["document_id", "labels", "probs", "confidence", "score"]
 
 
 class NotEnoughLabels(ValueError):
@@ -271,16 +273,17 @@ def score_pool(
             )
         else:
             predicted, confidence = [[] for _ in ids], np.zeros(len(ids))
+        # COPY on PostgreSQL (annotate.bulk): a pool's worth of bulk_create keeps a core
+        # busy preparing values, a core the annotators' requests need while a round runs.
+        template = Prediction(round=round, labels=[], probs=[], confidence=0.0)
         with transaction.atomic():
-            Prediction.objects.bulk_create(
-                Prediction(
-                    round=round, document_id=doc_id, labels=predicted[i],
-                    probs=[float(f"{p:.5f}") for p in probs[i]] if predict else [],
-                    confidence=float(confidence[i]),
-                    score=None if labelled[i] else float(scores[i]),
-                )
+            rows_insert(template, PREDICTION_COLUMNS, (
+                (doc_id, db_value(Prediction, "labels", predicted[i]),
+                 db_value(Prediction, "probs",
+                          [float(f"{p:.5f}") for p in probs[i]] if predict else []),
+                 float(confidence[i]), None if labelled[i] else float(scores[i]))
                 for i, doc_id in enumerate(ids)
-            )
+            ))
         done["scored_labelled"] += int(sum(labelled))
         done["scored"] += len(ids) - int(sum(labelled))
         elapsed = time.perf_counter() - started

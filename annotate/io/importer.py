@@ -26,6 +26,7 @@ from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import Max
 
 from annotate import selectors
+from annotate.bulk import db_value, rows_insert
 from annotate.io import csv_format, jsonl, label_studio, prodigy
 from annotate.io.base import DocumentImportError, ImportFormatError, ImportRow, Parser
 from annotate.models import Annotation, Document, GuidelineVersion, Project, text_hash
@@ -259,62 +260,25 @@ class _Writer:
 def _insert_documents(
     project: Project, documents: list[tuple[ImportRow, str, list[int] | None]]
 ) -> None:
-    """Inserts a batch of documents with COPY (PostgreSQL) or one prepared INSERT re-run
-    per row (SQLite), instead of bulk_create.
-
-    bulk_create spends most of an import preparing each value of each row through the
-    field machinery (~60% of the time, profiled); here only the two JSON columns go
-    through their fields, and every column the import does not set is prepared once per
-    batch from a template row, so a field added to Document later with a default is
-    filled in without touching this code.
-    """
+    """Inserts a batch of documents (annotate.bulk: COPY on PostgreSQL, instead of
+    bulk_create); only the JSON columns go through their fields, per row."""
     if not documents:
         return
-    opts = Document._meta
-    fields = [f for f in opts.concrete_fields if not f.primary_key]
-    template = Document(project=project, text="", text_hash="", rand=0.0)
-    varying = {"text", "text_hash", "external_id", "meta", "rand", "slots_taken",
-               "n_annotations", "final_labels"}
-    constant = {
-        f.attname: f.get_db_prep_save(f.pre_save(template, add=True), connection)
-        for f in fields
-        if f.attname not in varying
-    }
-    meta_field, final_field = opts.get_field("meta"), opts.get_field("final_labels")
     overlap = project.overlap
+    columns = ["text", "text_hash", "external_id", "meta", "rand", "slots_taken",
+               "n_annotations", "final_labels"]
 
     def values(row: ImportRow, digest: str, label_ids: list[int] | None) -> list[Any]:
         labelled = label_ids is not None
         # An imported label is a finished answer: the document leaves the queue.
-        own = {
-            "text": row.text,
-            "text_hash": digest,
-            "external_id": row.external_id,
-            "meta": meta_field.get_db_prep_save(row.meta, connection),
-            "rand": random.random(),
-            "slots_taken": overlap if labelled else 0,
-            "n_annotations": 1 if labelled else 0,
-            "final_labels": final_field.get_db_prep_save(label_ids, connection),
-        }
-        return [own[f.attname] if f.attname in own else constant[f.attname] for f in fields]
+        return [
+            row.text, digest, row.external_id, db_value(Document, "meta", row.meta),
+            random.random(), overlap if labelled else 0, 1 if labelled else 0,
+            db_value(Document, "final_labels", label_ids),
+        ]
 
-    qn = connection.ops.quote_name
-    table, columns = qn(opts.db_table), ", ".join(qn(f.column) for f in fields)
-    rows = (values(*document) for document in documents)
-    # wrap_database_errors: the driver's own errors become django.db ones (DataError...),
-    # also for the COPY that bypasses Django's cursor wrapper.
-    with connection.cursor() as cursor, connection.wrap_database_errors:
-        if connection.vendor == "postgresql" and hasattr(cursor.cursor, "copy"):
-            # COPY (psycopg 3) streams the rows in one command; row-by-row INSERTs cost
-            # PostgreSQL a parse and plan each, several times the whole import (measured).
-            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-        else:
-            # SQLite runs in-process: re-running one prepared statement is cheapest.
-            # (Also the fallback elsewhere: slower, but correct.)
-            placeholders = ", ".join(["%s"] * len(fields))
-            cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", rows)
+    template = Document(project=project, text="", text_hash="", rand=0.0)
+    rows_insert(template, columns, (values(*document) for document in documents))
 
 
 def _head(file: IO[bytes]) -> bytes:

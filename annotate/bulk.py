@@ -1,0 +1,68 @@
+"""Fast inserts of many rows of one model, for the two writers that add rows by the
+hundred thousand: the documents import and a round's predictions.
+
+`bulk_create` spends most of its time preparing each value of each row through the field
+machinery (~60% of an import, profiled). Here the caller hands over the values it varies
+already prepared for the database, and every other column is prepared once per batch from
+a template instance, so a field added to the model later with a default is filled in
+without touching the callers. PostgreSQL gets the rows through COPY; SQLite, in-process,
+through one prepared INSERT re-run per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.db import connection
+from django.db.models import Field, Model
+
+__all__ = ["db_value", "rows_insert"]
+
+
+def db_value(model: type[Model], attname: str, value: Any) -> Any:
+    """`value` as the database takes it for `model.attname` (JSON fields need this)."""
+    field: Field = model._meta.get_field(attname)  # type: ignore[assignment]
+    return field.get_db_prep_save(value, connection)
+
+
+def rows_insert(
+    template: Model, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> None:
+    """Inserts one row per item of `rows`: the values of `columns` (attnames), prepared
+    for the database (see `db_value`), in that order; every other concrete column takes
+    `template`'s value. The primary key is left to the database."""
+    opts = template._meta
+    fields = [f for f in opts.concrete_fields if not f.primary_key]
+    position = {name: i for i, name in enumerate(columns)}
+    unknown = set(columns) - {f.attname for f in fields}
+    if unknown:
+        raise ValueError(f"{opts.label} has no column(s) {sorted(unknown)}")
+    constant = {
+        f.attname: f.get_db_prep_save(f.pre_save(template, add=True), connection)
+        for f in fields
+        if f.attname not in position
+    }
+    order = [(position.get(f.attname), constant.get(f.attname)) for f in fields]
+
+    def full(row: Sequence[Any]) -> list[Any]:
+        return [row[i] if i is not None else value for i, value in order]
+
+    qn = connection.ops.quote_name
+    table, names = qn(opts.db_table), ", ".join(qn(f.column) for f in fields)
+    full_rows = (full(row) for row in rows)
+    # wrap_database_errors: the driver's own errors become django.db ones (DataError...),
+    # also for the COPY that bypasses Django's cursor wrapper.
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        if connection.vendor == "postgresql" and hasattr(cursor.cursor, "copy"):
+            # COPY (psycopg 3) streams the rows in one command; row-by-row INSERTs cost
+            # PostgreSQL a parse and plan each, several times the whole import (measured).
+            with cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for row in full_rows:
+                    copy.write_row(row)
+        else:
+            # SQLite runs in-process: re-running one prepared statement is cheapest.
+            # (Also the fallback elsewhere: slower, but correct.)
+            placeholders = ", ".join(["%s"] * len(fields))
+            cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({placeholders})",
+                               full_rows)
