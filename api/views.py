@@ -107,13 +107,16 @@ class ProjectScoped:
         return self.membership.role in roles
 
     def label_names(self) -> dict[int, str]:
-        return dict(self.project.labels.values_list("id", "name"))
+        """id -> name of the project's labels, read once per request."""
+        if "_label_names" not in self.__dict__:
+            self._label_names = dict(self.project.labels.values_list("id", "name"))
+        return self._label_names
 
 
-def _label_ids(project: Project, values: list[str]) -> list[int]:
+def _label_ids(label_names: dict[int, str], values: list[str]) -> list[int]:
     """Label names (or ids, as strings) -> the project's Label ids; 400 on an unknown one."""
-    by_name = dict(project.labels.values_list("name", "id"))
-    ids = set(by_name.values())
+    by_name = {name: label_id for label_id, name in label_names.items()}
+    ids = set(label_names)
     out = []
     for value in values:
         if value in by_name:
@@ -297,7 +300,7 @@ class DocumentListView(ProjectScoped, generics.ListAPIView):
         params = self.request.query_params
         label_id = None
         if params.get("label"):
-            label_id = _label_ids(self.project, [params["label"]])[0]
+            label_id = _label_ids(self.label_names(), [params["label"]])[0]
         status_filter = params.get("status", "")
         if status_filter and status_filter not in selectors.DOCUMENT_STATUSES:
             choices = ", ".join(selectors.DOCUMENT_STATUSES)
@@ -453,19 +456,20 @@ class AnnotationListView(ProjectScoped, generics.ListAPIView):
                                "(POST next/); the same as submit/ without the next item.")
     @transaction.atomic
     def post(self, request: Request, pk: int) -> Response:
-        annotation = _submit(self.project, request)
+        annotation = _submit(self, request)
         context = {"label_names": self.label_names()}
         return Response(s.AnnotationSerializer(annotation, context=context).data,
                         status=status.HTTP_201_CREATED)
 
 
-def _submit(project: Project, request: Request) -> Annotation:
+def _submit(view: ProjectScoped, request: Request) -> Annotation:
     data = s.SubmitSerializer(data=request.data)
     data.is_valid(raise_exception=True)
     values = data.validated_data
     return services.annotation_submit(
-        user=request.user, project=project, document_id=values["document"],
-        label_ids=_label_ids(project, values["labels"]), duration_ms=values.get("duration_ms"),
+        user=request.user, project=view.project, document_id=values["document"],
+        label_ids=_label_ids(view.label_names(), values["labels"]),
+        duration_ms=values.get("duration_ms"),
     )
 
 
@@ -498,7 +502,7 @@ class SubmitView(ProjectScoped, APIView):
                    description="Records your answer and hands you the next document.")
     @transaction.atomic
     def post(self, request: Request, pk: int) -> Response:
-        annotation = _submit(self.project, request)
+        annotation = _submit(self, request)
         document = services.assignment_next(user=request.user, project=self.project)
         context = {"label_names": self.label_names()}
         return Response({
