@@ -208,6 +208,10 @@ LABELWISE_PREDICT_CACHE_SIZE = env_int("LABELWISE_PREDICT_CACHE_SIZE", 3, minimu
 # to the queue so an abandoned browser tab does not hold work forever.
 LABELWISE_ASSIGNMENT_TTL_SECONDS = env_int("LABELWISE_ASSIGNMENT_TTL_SECONDS", 3600, minimum=30)
 LABELWISE_ARTIFACT_DIR = Path(env_str("LABELWISE_ARTIFACT_DIR", str(DATA_DIR / "artifacts")))
+# The learner worker lowers its own CPU priority by this much (Unix nice, 0-19) so that on
+# a machine it shares with the web app, annotators' requests come before a round's matrix
+# products (bench/load.py). 0 keeps the priority it was started with.
+LABELWISE_LEARNER_NICE = env_int("LABELWISE_LEARNER_NICE", 10, minimum=0)
 
 LOGGING = {
     "version": 1,

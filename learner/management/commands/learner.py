@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from learner.worker import Worker
@@ -23,6 +25,9 @@ class Command(BaseCommand):
                             help="Seconds without a heartbeat before a round is presumed lost.")
 
     def handle(self, *args: object, **options: object) -> None:
+        if settings.LABELWISE_LEARNER_NICE and hasattr(os, "nice"):
+            # Before any thread or Ray worker starts: they inherit it.
+            os.nice(min(19, settings.LABELWISE_LEARNER_NICE))
         worker = Worker(heartbeat_timeout=timedelta(seconds=float(options["heartbeat_timeout"])))
         if options["once"]:
             ran = worker.run_once()
