@@ -15,10 +15,13 @@ CPU-only node, and needs no filesystem shared between the nodes. Any other objec
 
 Training: with ``num_workers > 1`` (and mode ``full``) the fit runs under Ray Train's
 ``TorchTrainer``, one DDP process per worker, each on its own shard of the labelled
-texts; rank 0's weights come back as a checkpoint and the driver evaluates the validation
-split and tunes thresholds as ``TextClassifier.fit`` does. The data-parallel path has no
-early stopping (it trains ``config.epochs`` epochs): with a handful of labels per round
-the local fit is usually as fast, so ``num_workers`` defaults to 1 (local training).
+texts. After each epoch rank 0 scores the validation split (macro-F1, micro for
+multi-label, then loss, as ``TextClassifier.fit``) and keeps the best epoch's weights;
+``early_stopping_patience`` epochs without improvement stop every rank (the decision is
+broadcast, since DDP needs all ranks to take the same steps). Rank 0's best weights come
+back as a checkpoint and the driver evaluates the validation split and tunes thresholds
+as ``TextClassifier.fit`` does. With a handful of labels per round the local fit is
+usually as fast, so ``num_workers`` defaults to 1 (local training).
 
 Configured by the environment (see ``from_env``): ``RAY_ADDRESS`` (unset: a local
 cluster started by ``ray.init()``), ``LABELWISE_RAY_TRAIN_WORKERS`` (default 1),
@@ -256,6 +259,7 @@ class RayBackend:
             train_loop_config={
                 "config": config.to_dict(), "labels": list(labels),
                 "texts": [texts[i] for i in train_idx], "targets": targets[train_idx],
+                "val_texts": [texts[i] for i in val_idx], "val_targets": targets[val_idx],
             },
             scaling_config=ScalingConfig(num_workers=self.num_workers, use_gpu=self.use_gpu),
             run_config=RunConfig(storage_path=storage, name="labelwise-fit"),
@@ -301,15 +305,18 @@ class RayBackend:
 
 def _ddp_train_loop(loop_config: dict[str, Any]) -> None:
     """One Ray Train worker: the ``full`` fine-tuning of ``TextClassifier.fit`` on this
-    rank's shard, gradients averaged by DDP; rank 0 reports the weights as a checkpoint.
+    rank's shard, gradients averaged by DDP; rank 0 reports the best epoch's weights (by
+    the validation split) as a checkpoint.
 
     Every rank runs the same number of steps (shards are padded by wrapping around), since
-    DDP's all-reduce waits for every rank at every step.
+    DDP's all-reduce waits for every rank at every step; for the same reason rank 0's
+    early-stopping decision is broadcast to the others after each epoch.
     """
     import time
 
     import ray.train
     import torch
+    import torch.distributed as dist
     from ray.train.torch import get_device, prepare_model
     from torch import nn
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -317,6 +324,7 @@ def _ddp_train_loop(loop_config: dict[str, Any]) -> None:
     from learner.ml.encoder import bucketed_batches, default_model_path, pad_batch
     from learner.ml.encoder import tokenize as tokenize_texts
     from learner.ml.train import (
+        TextClassifier,
         class_weights,
         param_groups,
         pos_weights,
@@ -337,6 +345,7 @@ def _ddp_train_loop(loop_config: dict[str, Any]) -> None:
     path = cfg.model_name_or_path or default_model_path()
     tokenizer = AutoTokenizer.from_pretrained(path)
     ids = tokenize_texts(texts, tokenizer, cfg.max_length)
+    val_ids = tokenize_texts(loop_config["val_texts"], tokenizer, cfg.max_length)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     k = len(labels)
     loss_fn: nn.Module
@@ -349,6 +358,7 @@ def _ddp_train_loop(loop_config: dict[str, Any]) -> None:
         loss_fn = nn.CrossEntropyLoss(weight=weight)
         y = torch.as_tensor(targets, dtype=torch.long)
     loss_fn.to(device)
+    val_y = torch.as_tensor(np.asarray(loop_config["val_targets"]), dtype=y.dtype)
     model = AutoModelForSequenceClassification.from_pretrained(
         path, num_labels=k, id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
@@ -371,7 +381,12 @@ def _ddp_train_loop(loop_config: dict[str, Any]) -> None:
         optimizer,
         lambda step: warmup_linear_decay(step, warmup_steps=warmup, total_steps=total),
     )
-    history = []
+    history: list[dict[str, float]] = []
+    # The validation split's score for early stopping, as TextClassifier.fit computes it.
+    judge = TextClassifier(cfg, labels)
+    best: tuple[float, float] | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+    stale = 0
     for epoch in range(cfg.epochs):
         ddp.train()
         running = 0.0
@@ -387,10 +402,29 @@ def _ddp_train_loop(loop_config: dict[str, Any]) -> None:
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             running += float(loss.detach())
-        history.append({"epoch": float(epoch), "train_loss": running / steps_per_epoch})
+        record = {"epoch": float(epoch), "train_loss": running / steps_per_epoch}
+        stop = [False]
+        if rank == 0 and val_ids:
+            score, val_loss = judge._validation_score(
+                model, val_ids, pad_id, val_y, np.arange(len(val_ids)), loss_fn, device)
+            record.update(val_score=score, val_loss=val_loss)
+            if best is None or (score, -val_loss) > best:
+                best, stale = (score, -val_loss), 0
+                best_state = {n: t.detach().to("cpu", copy=True)
+                              for n, t in model.state_dict().items()}
+            else:
+                stale += 1
+            stop[0] = stale >= cfg.early_stopping_patience
+        history.append(record)
+        if world > 1:
+            dist.broadcast_object_list(stop, src=0)
+        if stop[0]:
+            break
 
     metrics = {"history": history, "fit_seconds": round(time.perf_counter() - started, 3)}
     if rank == 0:
+        if best_state is not None:
+            model.load_state_dict(best_state)
         with tempfile.TemporaryDirectory(prefix="labelwise-ckpt-") as tmp:
             model.eval()
             model.save_pretrained(tmp, safe_serialization=True)

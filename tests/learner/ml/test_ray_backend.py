@@ -110,11 +110,20 @@ def test_torch_trainer_fits_on_two_workers_and_saves_a_loadable_artifact(
 ) -> None:
     texts, labels = toy_texts
     config = TrainConfig(model_name_or_path=str(tiny_model_dir), mode="full", max_length=32,
-                         epochs=1, batch_size=16)
+                         epochs=4, early_stopping_patience=1, batch_size=16,
+                         learning_rate=3e-3, head_learning_rate=3e-3)
     backend = RayBackend(num_workers=2, storage_path=str(tmp_path / "ray-results"))
     clf = backend.train(config, ["pos", "neg", "neutral"], texts, labels)
     assert clf.metrics_["device"] == "ray x2" and clf.metrics_["n_validation"] == 6
-    assert len(clf.metrics_["history"]) == 1
+    # Early stopping: the run ends at the first epoch that is `patience` epochs past the
+    # best (macro-F1, then loss), or after all epochs; the best epoch's weights come back.
+    history = clf.metrics_["history"]
+    keys = [(h["val_score"], -h["val_loss"]) for h in history]
+    best_at = max(range(len(keys)), key=lambda i: (keys[i], -i))
+    stopped_early = len(history) < config.epochs
+    assert not stopped_early or len(history) - 1 - best_at == config.early_stopping_patience
+    assert all(keys[i] <= keys[best_at] for i in range(len(keys)))
+    assert clf.metrics_["validation"]["macro_f1"] == pytest.approx(keys[best_at][0], abs=1e-6)
 
     saved = clf.save(tmp_path / "artifact")
     loaded = TextClassifier.load(saved)
