@@ -47,7 +47,8 @@ def test_sigkill_mid_round_is_recovered_and_labels_during_the_round_are_kept(
     )
     try:
         wait_for(lambda: Round.objects.filter(pk=round.pk, phase="train", step__gt=0).exists())
-        # The worker gave itself a lower CPU priority (LABELWISE_LEARNER_NICE) so that annotators' requests on a shared machine come first.
+        # The worker gave itself a lower CPU priority (LABELWISE_LEARNER_NICE) so that
+        # annotators' requests on a shared machine come first.
         own = os.getpriority(os.PRIO_PROCESS, 0)
         assert os.getpriority(os.PRIO_PROCESS, worker.pid) == min(19, own + 10)
         # An annotator keeps labelling while the round trains.
