@@ -17,7 +17,10 @@ from typing import Any
 from django.db import connection
 from django.db.models import Field, Model
 
-__all__ = ["db_value", "rows_insert"]
+__all__ = ["ANALYZE_AFTER_ROWS", "db_value", "rows_insert", "table_analyze"]
+
+# A bulk write this large refreshes the table's planner statistics (table_analyze).
+ANALYZE_AFTER_ROWS = 5000
 
 
 def db_value(model: type[Model], attname: str, value: Any) -> Any:
@@ -66,3 +69,19 @@ def rows_insert(
             placeholders = ", ".join(["%s"] * len(fields))
             cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({placeholders})",
                                full_rows)
+
+
+def table_analyze(*models: type[Model]) -> None:
+    """Refreshes the planner's statistics of the models' tables after a bulk write.
+
+    A freshly imported pool or a round's fresh predictions are invisible to statistics
+    until autovacuum gets round to them (and it may be off): PostgreSQL then estimates a
+    handful of rows and picks nested loops over the whole table; the fast refresh's chunk
+    query took 7 s instead of 0.1 s on a million documents. ANALYZE samples a fixed
+    number of rows (about a second at a million) and, inside the writer's transaction,
+    counts that transaction's own new rows. SQLite's ANALYZE is capped to a sample too."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("PRAGMA analysis_limit = 1000")
+        for model in models:
+            cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")

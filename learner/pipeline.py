@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import transaction
 
 from annotate import selectors
-from annotate.bulk import db_value, rows_insert
+from annotate.bulk import ANALYZE_AFTER_ROWS, db_value, rows_insert, table_analyze
 from annotate.models import Document
 from learner.ml.artifact import data_fingerprint
 from learner.ml.backends import get_backend
@@ -288,6 +288,8 @@ def score_pool(
         done["scored"] += len(ids) - int(sum(labelled))
         elapsed = time.perf_counter() - started
         progress("scoring", row, total, elapsed / row * (total - row))
+    if row >= ANALYZE_AFTER_ROWS:
+        table_analyze(Prediction)
     for memmap in (ids_out, embeddings_out):
         if memmap is not None:
             memmap.flush()

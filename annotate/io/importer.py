@@ -26,7 +26,7 @@ from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import Max
 
 from annotate import selectors
-from annotate.bulk import db_value, rows_insert
+from annotate.bulk import ANALYZE_AFTER_ROWS, db_value, rows_insert, table_analyze
 from annotate.io import csv_format, jsonl, label_studio, prodigy
 from annotate.io.base import DocumentImportError, ImportFormatError, ImportRow, Parser
 from annotate.models import Annotation, Document, GuidelineVersion, Project, text_hash
@@ -360,6 +360,8 @@ def documents_import(
             "another import added some of the same texts at the same moment; nothing was "
             "imported, please try again",
         ) from None
+    if writer.created >= ANALYZE_AFTER_ROWS:
+        table_analyze(Document, Annotation)
     return ImportReport(
         fmt=fmt,
         created=writer.created,

@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from annotate import selectors, services
+from annotate.bulk import ANALYZE_AFTER_ROWS
 from annotate.io import label_studio
 from annotate.io.importer import DocumentImportError, ImportReport, detect_format, documents_import
 from annotate.models import Annotation, Document, Project
@@ -544,6 +545,30 @@ def test_imported_documents_get_random_queue_keys(project, lead, tmp_path):
     rands = list(Document.objects.order_by("id").values_list("rand", flat=True))
     assert len(set(rands)) == 50 and all(0 <= r < 1 for r in rands)
     assert rands != sorted(rands)
+
+
+def planner_rows(table: str) -> float:
+    """The row count the database's query planner believes `table` holds."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT reltuples FROM pg_class WHERE relname = %s", [table])
+            return float(cursor.fetchone()[0])
+        cursor.execute("SELECT name FROM sqlite_master WHERE name = 'sqlite_stat1'")
+        if cursor.fetchone() is None:
+            return -1.0
+        cursor.execute("SELECT stat FROM sqlite_stat1 WHERE tbl = %s", [table])
+        row = cursor.fetchone()
+        return float(row[0].split()[0]) if row else -1.0
+
+
+def test_a_large_import_refreshes_the_planner_statistics(project, lead, tmp_path):
+    # Without them PostgreSQL plans the queue's and the refresh's joins for an empty table.
+    before = planner_rows("annotate_document")
+    n = ANALYZE_AFTER_ROWS
+    run_import(project, lead, write(tmp_path, "many.csv",
+                                    "text\n" + "".join(f"doc {i}\n" for i in range(n))))
+    # (SQLite's capped sample gives an estimate.)
+    assert before < 0.9 * n <= planner_rows("annotate_document")
 
 
 # --- the management command ----------------------------------------------------------------
