@@ -17,7 +17,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -276,6 +276,25 @@ def _lock_for_update(queryset):  # type: ignore[no-untyped-def]
 _rng = random.Random()
 
 
+def _hand_out(document: Document, project: Project, user: AbstractBaseUser) -> bool:
+    """Records the hand-out; False if this user already holds the document (two tabs
+    racing). INSERT ... ON CONFLICT DO NOTHING (PostgreSQL, SQLite) instead of catching
+    the IntegrityError, which needs a savepoint around the insert: two round trips."""
+    now = timezone.now()
+    row = Assignment(document=document, project=project, user=user, created_at=now,
+                     expires_at=now + _ttl())
+    fields = [f for f in Assignment._meta.concrete_fields if not f.primary_key]
+    qn = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {qn(Assignment._meta.db_table)} "
+            f"({', '.join(qn(f.column) for f in fields)}) "
+            f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT DO NOTHING",
+            [f.get_db_prep_save(f.pre_save(row, add=True), connection) for f in fields],
+        )
+        return cursor.rowcount == 1
+
+
 def assignment_next(*, user: AbstractBaseUser, project: Project) -> Document | None:
     """Hands the user their next document and reserves a slot for them; None when the queue
     has nothing left for them. Asking again returns the same document until it is answered,
@@ -292,7 +311,10 @@ def assignment_next(*, user: AbstractBaseUser, project: Project) -> Document | N
         # A few tries: under contention another annotator may fill the slot between our
         # read and our guarded update, and then the next candidate is as good.
         for _attempt in range(5):
-            with transaction.atomic():
+            # No savepoint inside a caller's transaction (submit-and-next): nothing here
+            # is caught and retried after a database error, and a savepoint is two more
+            # round trips on the busiest request.
+            with transaction.atomic(savepoint=False):
                 candidates = selectors.queue_candidates(
                     user, project, slots_taken=slots, round_id=round_id
                 )
@@ -306,15 +328,7 @@ def assignment_next(*, user: AbstractBaseUser, project: Project) -> Document | N
                 ).update(slots_taken=F("slots_taken") + 1)
                 if taken != 1:
                     continue
-                try:
-                    with transaction.atomic():
-                        Assignment.objects.create(
-                            document=document,
-                            project=project,
-                            user=user,
-                            expires_at=timezone.now() + _ttl(),
-                        )
-                except IntegrityError:
+                if not _hand_out(document, project, user):
                     # The same user in two tabs raced for this document: keep one hand-out.
                     Document.objects.filter(pk=document.pk).update(
                         slots_taken=F("slots_taken") - 1

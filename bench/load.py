@@ -79,6 +79,7 @@ def build(docs: int, annotators: int, overlap: int, labelled: int, model_dir: Pa
     from django.contrib.auth import get_user_model
 
     from annotate import services
+    from annotate.bulk import table_analyze
     from annotate.models import Document, text_hash
     from api.authentication import token_create
     from learner.models import LearnerSettings
@@ -102,6 +103,7 @@ def build(docs: int, annotators: int, overlap: int, labelled: int, model_dir: Pa
             Document.objects.bulk_create(batch)
             batch = []
     Document.objects.bulk_create(batch)
+    table_analyze(Document)  # as documents_import does after a large import
     LearnerSettings.objects.create(project=project, model_name=str(model_dir), mode="full",
                                    epochs=1, max_length=32, batch_size=16,
                                    train_every_labels=300)

@@ -277,3 +277,15 @@ def test_concurrent_hand_outs_never_over_assign(django_user_model):
     assert len(handed) == len(set(handed)) == 10
     assert results.count(None) == 2
     assert Document.objects.filter(slots_taken__gt=1).count() == 0
+
+
+def test_a_second_hand_out_of_the_same_document_to_the_same_user_is_refused(
+    project, annotator, documents
+):
+    # Two tabs of one annotator racing for one document: the database keeps one hand-out
+    # (INSERT ... ON CONFLICT DO NOTHING) and tells the loser, which puts the slot back.
+    document = documents[0]
+    assert services._hand_out(document, project, annotator) is True
+    assert services._hand_out(document, project, annotator) is False
+    held = Assignment.objects.get(document=document, user=annotator)
+    assert held.status == Assignment.Status.ACTIVE and held.expires_at > timezone.now()
