@@ -113,7 +113,7 @@ def queue_candidates(
     # ran (kept for the review pages); if an undo reopened it, the random order finds it.
     return documents.filter(
         predictions__round_id=round_id, predictions__score__isnull=False
-    ).order_by("-predictions__score", "rand")
+    ).order_by("-predictions__score", "-predictions__document_id")
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,7 @@ class Annotator:
     token: str
     next_ms: list[float] = field(default_factory=list)
     submit_ms: list[float] = field(default_factory=list)
+    timeline: list[tuple[float, float]] = field(default_factory=list)  # (start, ms)
     submitted: list[tuple[int, str]] = field(default_factory=list)  # (document, label)
     errors: list[str] = field(default_factory=list)
     exhausted: bool = False
@@ -136,6 +137,7 @@ def annotate_loop(person: Annotator, port: int, project_id: int, deadline: float
             person.errors.append(f"{path}: {type(exc).__name__}: {exc}")
             return None
         times.append((time.perf_counter() - start) * 1000)
+        person.timeline.append((start, times[-1]))
         if not 200 <= response.status < 300:
             person.errors.append(f"{path}: HTTP {response.status} {data[:200]!r}")
             return None
@@ -277,8 +279,16 @@ def main() -> None:
         ]
         for thread in threads:
             thread.start()
-        time.sleep(min(args.duration / 2, 30))
-        load_during = os.getloadavg()[0]
+        # The round's phase once a second, to line up with the latency windows.
+        phases: list[tuple[float, str]] = []
+        load_during = 0.0
+        while any(thread.is_alive() for thread in threads):
+            current = (Round.objects.filter(project=project).order_by("-number")
+                       .values_list("status", "phase").first())
+            phases.append((time.perf_counter(), "/".join(current) if current else "-"))
+            if not load_during and time.monotonic() - t0 >= min(args.duration / 2, 30):
+                load_during = os.getloadavg()[0]
+            time.sleep(1.0)
         for thread in threads:
             thread.join()
         elapsed = time.monotonic() - t0
@@ -300,6 +310,20 @@ def main() -> None:
           f"{load_after:.1f} after, on {os.cpu_count()} cores")
     print(report("next", next_ms))
     print(report("submit", submit_ms))
+    # Latency over time, next and submit together: shows which phase of the round (or
+    # what else on the machine) the slow requests coincide with.
+    timeline = sorted(event for p in people for event in p.timeline)
+    if timeline:
+        first, window = timeline[0][0], 10.0
+        buckets: dict[int, list[float]] = {}
+        for at, ms in timeline:
+            buckets.setdefault(int((at - first) // window), []).append(ms)
+        print("  p95 by 10 s window (the round's phase at its start):")
+        for index, values in sorted(buckets.items()):
+            start = first + index * window
+            phase = next((name for at, name in phases if at >= start), "-")
+            print(f"    {index * window:4.0f} s  {percentile(values, 95):6.1f} ms  "
+                  f"n={len(values):<5} {phase}")
     print(f"  rounds meanwhile: {rounds}")
     print(f"  errors {len(errors)}; lost {checks['lost']}; over-assigned "
           f"{checks['over_assigned']} (annotations past overlap {checks['over_annotated']}, "

@@ -123,10 +123,9 @@ def _order_by_kmeans(round: Round, cached: Any, *, seed: int) -> int:
         open_ids[found].tolist(), min(PICKS, len(found)), embeddings=cached.take(rows),
         seed=seed,
     )
-    # Every unpicked document keeps the same score, so the queue takes them in random
-    # order after the picks, which come first in pick order.
+    # The picks come first, in pick order; every other document keeps the random score
+    # in (-1, 0] that score_pool gave it, so the queue takes them in random order after.
     with transaction.atomic():
-        Prediction.objects.filter(round=round, score__isnull=False).update(score=0.0)
         for rank, doc_id in enumerate(selection.ids):
             Prediction.objects.filter(round=round, document_id=doc_id).update(
                 score=float(len(selection.ids) - rank)

@@ -151,7 +151,11 @@ class Prediction(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["round", "document"], name="one_prediction_per_round")
         ]
-        indexes = [models.Index(fields=["round", "score"], name="prediction_score_idx")]
+        # The queue walks this index from the top score down and stops at the first open
+        # document; the document id settles ties (a degenerate model, a cold start) so
+        # that the walk never has to sort a tied group, which can be the whole pool.
+        indexes = [models.Index(fields=["round", "score", "document"],
+                                name="prediction_queue_idx")]
 
     def __str__(self) -> str:
         return f"Prediction of round {self.round_id} for document {self.document_id}"

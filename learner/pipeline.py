@@ -204,7 +204,8 @@ def score_pool(
     map, so memory stays bounded by one chunk whatever the pool size.
 
     predict=False (the cold start: an encoder with no classifier yet) stores no labels or
-    probabilities and a score of 0 for every unlabelled document, for the caller to order.
+    probabilities and a random score in (-1, 0] for every unlabelled document, for the
+    caller to raise the documents it picks above.
     `backend` overrides LEARNER_BACKEND (the cold start's encoder runs in this process)."""
     score_config = score_config or ScoreConfig()
     multi = classifier.config.multi_label
@@ -250,6 +251,7 @@ def score_pool(
             yield ids, texts
 
     backend = backend or get_backend(score_config)
+    no_model_order = np.random.default_rng(round.pk)
     for ids, probs, embeddings in backend.score_chunks(classifier, chunks()):
         labelled = flags.popleft()
         if embeddings_out is None:
@@ -261,7 +263,9 @@ def score_pool(
         ids_out[row: row + len(ids)] = ids
         row += len(ids)
         open_rows = np.flatnonzero(~np.asarray(labelled))
-        scores = np.full(len(ids), np.nan if predict else 0.0)
+        # No model yet (predict=False): a random order, below the cold start's picks
+        # (which get positive scores), so the queue's index walk never meets a tied group.
+        scores = np.full(len(ids), np.nan) if predict else -no_model_order.random(len(ids))
         if len(open_rows) and predict:
             scores[open_rows] = sign * np.asarray(
                 strategy.scores(probs[open_rows], embeddings=embeddings[open_rows]),

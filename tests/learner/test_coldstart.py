@@ -39,6 +39,11 @@ def test_cold_start_orders_the_first_queue_and_feeds_the_refresh(
     assert all(p.labels == [] and p.probs == [] for p in predictions)
     picks = list(predictions.filter(score__gt=0).order_by("-score"))
     assert 1 <= len(picks) <= 60 and cold.timings["picked"] == len(picks)
+    # The rest follow in a random order of distinct scores: no tied group for the queue's
+    # index walk to sort.
+    rest = list(predictions.filter(score__lte=0).values_list("score", flat=True))
+    assert len(rest) == 60 - len(picks) and len(set(rest)) == len(rest)
+    assert all(-1 < score <= 0 for score in rest)
 
     # The first document handed out is the k-means pick, not the random order's first.
     first = queue.assignment_next(user=annotator, project=project)
