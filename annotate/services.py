@@ -342,6 +342,8 @@ def assignment_next(*, user: AbstractBaseUser, project: Project) -> Document | N
 def _final_labels(project: Project, document: Document) -> list[int] | None:
     """The label(s) a document ends with once `overlap` annotators answered: the majority
     answer; a tie stays open (None) for a lead to adjudicate."""
+    if document.n_annotations < project.overlap:
+        return None  # not everyone has answered yet: no need to read the answers
     answers = [
         tuple(sorted(labels))
         for labels in document.annotations.order_by("id").values_list("labels", flat=True)
