@@ -17,7 +17,8 @@ from typing import Any
 from django.db import connection
 from django.db.models import Field, Model
 
-__all__ = ["ANALYZE_AFTER_ROWS", "db_value", "rows_insert", "table_analyze"]
+__all__ = ["ANALYZE_AFTER_ROWS", "db_value", "row_insert_unless_conflict", "rows_insert",
+           "table_analyze"]
 
 # A bulk write this large refreshes the table's planner statistics (table_analyze).
 ANALYZE_AFTER_ROWS = 5000
@@ -29,30 +30,51 @@ def db_value(model: type[Model], attname: str, value: Any) -> Any:
     return field.get_db_prep_save(value, connection)
 
 
+def _columns(model: Model) -> tuple[list[Field], str, str]:
+    """The model's concrete columns but the primary key, its quoted table name, and the
+    quoted column list, in that order."""
+    opts = model._meta
+    fields = [f for f in opts.concrete_fields if not f.primary_key]
+    qn = connection.ops.quote_name
+    return fields, qn(opts.db_table), ", ".join(qn(f.column) for f in fields)
+
+
+def _prepared(field: Field, instance: Model) -> Any:
+    return field.get_db_prep_save(field.pre_save(instance, add=True), connection)
+
+
+def row_insert_unless_conflict(instance: Model) -> bool:
+    """Inserts `instance` as a new row unless that breaks a unique constraint; returns
+    whether it did. INSERT ... ON CONFLICT DO NOTHING (PostgreSQL, SQLite) rather than
+    catching the IntegrityError, which inside a transaction needs a savepoint around the
+    insert: two more round trips. The instance's primary key is not set."""
+    fields, table, names = _columns(instance)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(fields))}) "
+            "ON CONFLICT DO NOTHING",
+            [_prepared(f, instance) for f in fields],
+        )
+        return cursor.rowcount == 1
+
+
 def rows_insert(
     template: Model, columns: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> None:
     """Inserts one row per item of `rows`: the values of `columns` (attnames), prepared
     for the database (see `db_value`), in that order; every other concrete column takes
     `template`'s value. The primary key is left to the database."""
-    opts = template._meta
-    fields = [f for f in opts.concrete_fields if not f.primary_key]
+    fields, table, names = _columns(template)
     position = {name: i for i, name in enumerate(columns)}
     unknown = set(columns) - {f.attname for f in fields}
     if unknown:
-        raise ValueError(f"{opts.label} has no column(s) {sorted(unknown)}")
-    constant = {
-        f.attname: f.get_db_prep_save(f.pre_save(template, add=True), connection)
-        for f in fields
-        if f.attname not in position
-    }
+        raise ValueError(f"{template._meta.label} has no column(s) {sorted(unknown)}")
+    constant = {f.attname: _prepared(f, template) for f in fields if f.attname not in position}
     order = [(position.get(f.attname), constant.get(f.attname)) for f in fields]
 
     def full(row: Sequence[Any]) -> list[Any]:
         return [row[i] if i is not None else value for i, value in order]
 
-    qn = connection.ops.quote_name
-    table, names = qn(opts.db_table), ", ".join(qn(f.column) for f in fields)
     full_rows = (full(row) for row in rows)
     # wrap_database_errors: the driver's own errors become django.db ones (DataError...),
     # also for the COPY that bypasses Django's cursor wrapper.

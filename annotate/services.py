@@ -22,6 +22,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from annotate import selectors
+from annotate.bulk import row_insert_unless_conflict
 from annotate.models import (
     HEX_COLOUR,
     Adjudication,
@@ -276,25 +277,6 @@ def _lock_for_update(queryset):  # type: ignore[no-untyped-def]
 _rng = random.Random()
 
 
-def _hand_out(document: Document, project: Project, user: AbstractBaseUser) -> bool:
-    """Records the hand-out; False if this user already holds the document (two tabs
-    racing). INSERT ... ON CONFLICT DO NOTHING (PostgreSQL, SQLite) instead of catching
-    the IntegrityError, which needs a savepoint around the insert: two round trips."""
-    now = timezone.now()
-    row = Assignment(document=document, project=project, user=user, created_at=now,
-                     expires_at=now + _ttl())
-    fields = [f for f in Assignment._meta.concrete_fields if not f.primary_key]
-    qn = connection.ops.quote_name
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {qn(Assignment._meta.db_table)} "
-            f"({', '.join(qn(f.column) for f in fields)}) "
-            f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT DO NOTHING",
-            [f.get_db_prep_save(f.pre_save(row, add=True), connection) for f in fields],
-        )
-        return cursor.rowcount == 1
-
-
 def assignment_next(*, user: AbstractBaseUser, project: Project) -> Document | None:
     """Hands the user their next document and reserves a slot for them; None when the queue
     has nothing left for them. Asking again returns the same document until it is answered,
@@ -328,7 +310,10 @@ def assignment_next(*, user: AbstractBaseUser, project: Project) -> Document | N
                 ).update(slots_taken=F("slots_taken") + 1)
                 if taken != 1:
                     continue
-                if not _hand_out(document, project, user):
+                now = timezone.now()
+                handed = Assignment(document=document, project=project, user=user,
+                                    created_at=now, expires_at=now + _ttl())
+                if not row_insert_unless_conflict(handed):
                     # The same user in two tabs raced for this document: keep one hand-out.
                     Document.objects.filter(pk=document.pk).update(
                         slots_taken=F("slots_taken") - 1

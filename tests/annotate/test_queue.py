@@ -12,6 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 from annotate import services
+from annotate.bulk import row_insert_unless_conflict
 from annotate.models import Annotation, Assignment, Document, Membership, text_hash
 from tests.conftest import make_user
 
@@ -284,8 +285,13 @@ def test_a_second_hand_out_of_the_same_document_to_the_same_user_is_refused(
 ):
     # Two tabs of one annotator racing for one document: the database keeps one hand-out
     # (INSERT ... ON CONFLICT DO NOTHING) and tells the loser, which puts the slot back.
-    document = documents[0]
-    assert services._hand_out(document, project, annotator) is True
-    assert services._hand_out(document, project, annotator) is False
-    held = Assignment.objects.get(document=document, user=annotator)
+    def hand_out() -> bool:
+        now = timezone.now()
+        return row_insert_unless_conflict(Assignment(
+            document=documents[0], project=project, user=annotator, created_at=now,
+            expires_at=now + timedelta(hours=1)))
+
+    assert hand_out() is True
+    assert hand_out() is False
+    held = Assignment.objects.get(document=documents[0], user=annotator)
     assert held.status == Assignment.Status.ACTIVE and held.expires_at > timezone.now()
