@@ -89,15 +89,18 @@ def current_assignment(user: AbstractBaseUser, project: Project) -> Assignment |
 
 
 def queue_candidates(
-    user: AbstractBaseUser, project: Project, *, slots_taken: int, round_id: int | None = None
+    user: AbstractBaseUser, project: Project, *, slots_taken: int, round_id: int | None = None,
+    by_rank: bool = False,
 ) -> QuerySet:
     """Documents that still need an annotator and that this user has never been handed,
-    among those with exactly `slots_taken` slots taken, in queue order: by the given round's
-    strategy score (highest first), or in the random import order when `round_id` is None.
+    among those with exactly `slots_taken` slots taken, in queue order: the given round's
+    batch selection (`by_rank`: the documents the strategy picked, in pick order), or its
+    per-document scores (highest first), or the random import order when `round_id` is
+    None.
 
     Asking per slot count lets the database walk an index in order and stop at the first
-    row ((project, slots_taken, rand), or (round, score) on the predictions) instead of
-    sorting the pool on every request.
+    row ((project, slots_taken, rand), or (round, rank) / (round, score) on the
+    predictions) instead of sorting the pool on every request.
     """
     seen_by_user = Assignment.objects.filter(document=OuterRef("pk"), user=user)
     documents = (
@@ -109,6 +112,10 @@ def queue_candidates(
     )
     if round_id is None:
         return documents.order_by("rand")
+    if by_rank:
+        return documents.filter(
+            predictions__round_id=round_id, predictions__rank__isnull=False
+        ).order_by("predictions__rank")
     # A prediction without a score belongs to a document that was labelled when the round
     # ran (kept for the review pages); if an undo reopened it, the random order finds it.
     return documents.filter(
@@ -117,23 +124,36 @@ def queue_candidates(
 
 
 @dataclass(frozen=True)
+class QueueOrder:
+    """One way to look for the next document: a round's batch selection (`by_rank`), its
+    per-document scores, or (round_id None) the random import order."""
+
+    round_id: int | None
+    by_rank: bool = False
+
+
+@dataclass(frozen=True)
 class QueuePlan:
-    """How a project's queue is ordered right now: by the latest finished round's scores
-    (None before any round), with a share of random picks for exploration."""
+    """How a project's queue is ordered right now: by the latest finished round's batch
+    selection, then its scores (None before any round), with a share of random picks for
+    exploration."""
 
     round_id: int | None
     random_share: float
-    # Whether annotators see the round's suggestion (LearnerSettings.show_suggestions);
-    # cached with the plan so the annotator page pays nothing for it when it is off.
+    # Whether annotators see the round's suggestion (LearnerSettings.show_suggestions), and
+    # from which calibrated confidence; cached with the plan so the annotator page pays
+    # nothing for it when it is off.
     show_suggestions: bool = False
+    suggestion_threshold: float = 0.0
 
-    def orderings(self, rng: random.Random) -> list[int | None]:
-        """The orders to try, in turn, for one hand-out: scored first, then random order
-        for documents the round did not score (imported after it); an exploration pick
-        uses the random order alone."""
+    def orderings(self, rng: random.Random) -> list[QueueOrder]:
+        """The orders to try, in turn, for one hand-out: the strategy's selected batch,
+        then the round's scores, then random order for documents the round did not score
+        (imported after it); an exploration pick uses the random order alone."""
         if self.round_id is None or rng.random() < self.random_share:
-            return [None]
-        return [self.round_id, None]
+            return [QueueOrder(None)]
+        return [QueueOrder(self.round_id, by_rank=True), QueueOrder(self.round_id),
+                QueueOrder(None)]
 
 
 def queue_plan(project: Project) -> QueuePlan:
@@ -143,15 +163,15 @@ def queue_plan(project: Project) -> QueuePlan:
         from learner.models import LearnerSettings, Round
 
         latest = (
-            Round.objects.filter(project=project, status=Round.Status.DONE)
+            Round.objects.with_models().filter(project=project, status=Round.Status.DONE)
             .order_by("-number").values_list("id", flat=True).first()
         )
-        share, show = (
+        share, show, threshold = (
             LearnerSettings.objects.filter(project=project)
-            .values_list("random_share", "show_suggestions").first()
-        ) or (None, False)
+            .values_list("random_share", "show_suggestions", "suggestion_threshold").first()
+        ) or (None, False, 0.0)
         plan = QueuePlan(round_id=latest, random_share=0.0 if share is None else share,
-                         show_suggestions=bool(show))
+                         show_suggestions=bool(show), suggestion_threshold=float(threshold))
         cache.set(key, plan, CACHE_TTL_SECONDS)
     return plan
 
@@ -165,10 +185,11 @@ def next_item_for(user: AbstractBaseUser, project: Project) -> Document | None:
     """The next document this user should label, without reserving it (see
     services.assignment_next for the hand-out). Documents others have started come first,
     so overlapping annotations complete and become final sooner."""
-    for round_id in queue_plan(project).orderings(random.Random()):
+    for order in queue_plan(project).orderings(random.Random()):
         for slots in range(project.overlap - 1, -1, -1):
             document = queue_candidates(
-                user, project, slots_taken=slots, round_id=round_id
+                user, project, slots_taken=slots, round_id=order.round_id,
+                by_rank=order.by_rank,
             ).first()
             if document is not None:
                 return document
@@ -378,7 +399,8 @@ def suggestion_for(
     project: Project, document: Document | None, labels: list[Label] | None = None
 ) -> Suggestion | None:
     """What the model suggests for `document`, or None: when suggestions are off, before
-    any round, for documents the round did not score, and never for a holdout document
+    any round, for documents the round did not score, below the lead's confidence
+    threshold, and never for a holdout document
     (an annotator nudged by the model there would make the evaluation flatter itself)."""
     if document is None or document.split == Document.Split.HOLDOUT:
         return None
@@ -391,7 +413,9 @@ def suggestion_for(
         Prediction.objects.filter(round_id=plan.round_id, document=document)
         .values_list("labels", "confidence").first()
     )
-    if row is None:
+    # The round's confidences are calibrated, so the lead's threshold reads as "right at
+    # least this often": below it a suggestion would nudge more than it helps.
+    if row is None or float(row[1]) < plan.suggestion_threshold:
         return None
     by_id = {label.pk: label for label in (labels if labels is not None else labels_of(project))}
     suggested = [by_id[label_id] for label_id in row[0] if label_id in by_id]
@@ -407,7 +431,7 @@ def latest_done_round_id(project: Project) -> int | None:
     from learner.models import Round
 
     return (
-        Round.objects.filter(project=project, status=Round.Status.DONE)
+        Round.objects.with_models().filter(project=project, status=Round.Status.DONE)
         .order_by("-number").values_list("id", flat=True).first()
     )
 

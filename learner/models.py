@@ -14,6 +14,7 @@ class LearnerSettings(models.Model):
     """How a project's model is trained and how its queue is ordered."""
 
     class Mode(models.TextChoices):
+        AUTO = "auto", "Automatic (the ladder: linear head, then fine-tuning when it wins)"
         FULL = "full", "Full fine-tuning"
         HEAD = "head", "Head only (frozen encoder)"
         GRADUAL = "gradual", "Gradual unfreezing"
@@ -25,14 +26,17 @@ class LearnerSettings(models.Model):
     model_name = models.CharField(
         max_length=500, blank=True, help_text="Local folder or hub id; blank = all-MiniLM-L6-v2."
     )
-    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.FULL)
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.AUTO)
     # learner.ml.strategies.DEFAULT_STRATEGY, spelled out so the web app need not import
     # the ML stack: least_confidence measured best in fast mode across the shared datasets
     # (DEFAULT_STRATEGY_MEASUREMENTS there).
     strategy = models.CharField(max_length=30, default="least_confidence")
     random_share = models.FloatField(default=0.1, help_text="Share of random picks, 0-1.")
     max_length = models.PositiveIntegerField(default=128)
-    epochs = models.PositiveSmallIntegerField(default=3)
+    epochs = models.PositiveSmallIntegerField(
+        null=True, blank=True,
+        help_text="Blank: as many as the label count needs, early-stopped on validation.",
+    )
     learning_rate = models.FloatField(default=5e-5)
     batch_size = models.PositiveSmallIntegerField(default=16)
     train_every_labels = models.PositiveIntegerField(
@@ -44,10 +48,30 @@ class LearnerSettings(models.Model):
     show_suggestions = models.BooleanField(
         default=False, help_text="Show annotators the latest model's suggestion."
     )
+    warm_start = models.BooleanField(
+        default=False,
+        help_text="Fine-tuning starts from the previous round's model, with fewer steps.",
+    )
+    use_adapted_encoder = models.BooleanField(
+        default=False,
+        help_text="Rounds start from the encoder of the latest domain adaptation.",
+    )
+    suggestion_threshold = models.FloatField(
+        default=0.6,
+        help_text="Show a suggestion only when the model's calibrated confidence reaches "
+                  "this (0-1).",
+    )
     seed = models.PositiveIntegerField(default=0)
 
     def __str__(self) -> str:
         return f"Learner settings of {self.project}"
+
+
+class RoundQuerySet(models.QuerySet):
+    def with_models(self) -> RoundQuerySet:
+        """Rounds that train a classifier and store predictions: not the encoder
+        adaptations, which share the job row (their result is an encoder)."""
+        return self.exclude(trigger=Round.Trigger.ADAPT)
 
 
 class Round(models.Model):
@@ -70,6 +94,7 @@ class Round(models.Model):
         LABELS = "labels", "New labels"
         TIMER = "timer", "Timer"
         COLD_START = "cold_start", "Cold start (no model yet)"
+        ADAPT = "adapt", "Domain adaptation (encoder only)"
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
 
@@ -98,6 +123,9 @@ class Round(models.Model):
         GuidelineVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     metrics = models.JSONField(null=True, blank=True)
+    # The fit itself: the rung the ladder kept, every candidate's validation score,
+    # calibration (temperature, ECE before and after), the validation split's size.
+    fit = models.JSONField(default=dict, blank=True)
     timings = models.JSONField(default=dict, blank=True)
     artifact_path = models.CharField(max_length=500, blank=True)
     error = models.TextField(blank=True)
@@ -106,6 +134,8 @@ class Round(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = RoundQuerySet.as_manager()
 
     class Meta:
         ordering = ["-number"]
@@ -146,6 +176,12 @@ class Prediction(models.Model):
         help_text="Strategy score; higher = ask first. Null: the document was labelled when "
                   "the round ran (its prediction serves the review queues).",
     )
+    rank = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Position in the strategy's batch selection (0 = ask first); null outside "
+                  "the batch. The queue hands out the batch in this order, then follows "
+                  "the scores.",
+    )
 
     class Meta:
         constraints = [
@@ -154,8 +190,12 @@ class Prediction(models.Model):
         # The queue walks this index from the top score down and stops at the first open
         # document; the document id settles ties (a degenerate model, a cold start) so
         # that the walk never has to sort a tied group, which can be the whole pool.
-        indexes = [models.Index(fields=["round", "score", "document"],
-                                name="prediction_queue_idx")]
+        indexes = [
+            models.Index(fields=["round", "score", "document"], name="prediction_queue_idx"),
+            # The batch selection: a few dozen rows per round, walked in pick order.
+            models.Index(fields=["round", "rank"], name="prediction_rank_idx",
+                         condition=Q(rank__isnull=False)),
+        ]
 
     def __str__(self) -> str:
         return f"Prediction of round {self.round_id} for document {self.document_id}"

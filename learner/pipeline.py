@@ -22,20 +22,17 @@ from django.db import transaction
 from annotate import selectors
 from annotate.bulk import ANALYZE_AFTER_ROWS, db_value, rows_insert, table_analyze
 from annotate.models import Document
+from learner import selection
+from learner.embeddings import CacheWriter, cache_read
 from learner.ml.artifact import data_fingerprint
 from learner.ml.backends import get_backend
+from learner.ml.calibration import ece_of
 from learner.ml.config import ScoreConfig, TrainConfig
 from learner.ml.evaluate import evaluate
 from learner.ml.strategies import DEFAULT_STRATEGY, get_strategy
 from learner.ml.train import TextClassifier
-from learner.models import Prediction, Round
-from learner.refresh import (
-    EMBEDDING_DTYPE,
-    EMBEDDING_IDS_FILE,
-    EMBEDDINGS_FILE,
-    predicted_and_confidence,
-    write_embeddings_meta,
-)
+from learner.models import LearnerSettings, Prediction, Round
+from learner.refresh import predicted_and_confidence
 
 Progress = Callable[..., None]
 PREDICTION_COLUMNS = ["document_id", "labels", "probs", "confidence", "score"]
@@ -46,16 +43,15 @@ class NotEnoughLabels(ValueError):
 
 
 def train_config_for(round: Round, *, multi_label: bool) -> TrainConfig:
+    """The round's typed configuration (stored by round_request); a round queued by an
+    earlier version, with loose keys, is read with TrainConfig's defaults for the rest."""
+    stored = round.config.get("train")
+    if isinstance(stored, dict):
+        return TrainConfig.from_dict({**stored, "multi_label": multi_label})
     c = round.config
     return TrainConfig(
-        model_name_or_path=c.get("model_name") or None,
-        mode=c.get("mode", "full"),
-        multi_label=multi_label,
-        max_length=int(c.get("max_length", 128)),
-        epochs=int(c.get("epochs", 3)),
-        learning_rate=float(c.get("learning_rate", 5e-5)),
-        batch_size=int(c.get("batch_size", 16)),
-        seed=int(c.get("seed", 0)),
+        model_name_or_path=c.get("model_name") or None, multi_label=multi_label,
+        max_length=int(c.get("max_length", 128)), seed=int(c.get("seed", 0)),
     )
 
 
@@ -141,17 +137,29 @@ def run_round(round: Round, progress: Progress) -> dict[str, Any]:
     # The backend trains here, or data-parallel on a Ray cluster (LEARNER_BACKEND=ray with
     # LABELWISE_RAY_TRAIN_WORKERS > 1).
     classifier = get_backend().train(
-        config, names, train_texts, y, doc_ids=train_ids, progress=train_progress
+        config, names, train_texts, y, doc_ids=train_ids, progress=train_progress,
+        warm_start=_previous_model(round) if config.warm_start else None,
     )
     timings["train_s"] = round_s(time.perf_counter() - started)
 
     metrics = None
+    fit = _fit_summary(classifier)
     if hold_ids:
         progress("evaluating", 0, len(hold_ids))
         t0 = time.perf_counter()
-        probs = classifier.predict_proba(hold_texts)
-        metrics = evaluate(_targets(hold_finals, index, multi), probs, names,
+        hold_targets = _targets(hold_finals, index, multi)
+        raw = classifier.logits(hold_texts)
+        metrics = evaluate(hold_targets, classifier.activate(raw), names,
                            multi_label=multi, thresholds=classifier.thresholds_)
+        # The holdout's calibration error before and after the temperature (the fit's own
+        # figures are on the labels it calibrated with, so they flatter).
+        before = ece_of(raw, hold_targets, multi_label=multi,
+                        thresholds=0.5 if classifier.thresholds_ is None
+                        else classifier.thresholds_)
+        fit["calibration"].update(
+            holdout_ece_before=float(np.round(before, 4)),
+            holdout_ece_after=float(np.round(metrics["expected_calibration_error"], 4)),
+        )
         timings["evaluate_s"] = round_s(time.perf_counter() - t0)
 
     t0 = time.perf_counter()
@@ -163,10 +171,18 @@ def run_round(round: Round, progress: Progress) -> dict[str, Any]:
                         progress=progress)
     timings["score_s"] = round_s(time.perf_counter() - t0)
     timings.update(scored)
+
+    t0 = time.perf_counter()
+    progress("selecting")
+    picked = select_after_round(round, classifier, seed=config.seed + len(train_ids))
+    timings["select_s"] = round_s(time.perf_counter() - t0)
+    timings["selected"] = len(picked)
     return {
         # The class order of every probability vector this round stored; labels renamed
         # later still read as they were trained.
-        "config": {**round.config, "labels": names, "label_ids": [label.pk for label in labels]},
+        "config": {**round.config, "labels": names, "label_ids": [label.pk for label in labels],
+                   "label_counts": _label_counts(train_finals, index, names)},
+        "fit": fit,
         "n_train": len(train_ids),
         "n_holdout": len(hold_ids),
         "data_fingerprint": fingerprint,
@@ -175,6 +191,76 @@ def run_round(round: Round, progress: Progress) -> dict[str, Any]:
         "timings": timings,
         "artifact_path": str(path),
     }
+
+
+def _previous_model(round: Round) -> str | None:
+    """The latest earlier round's model folder (not the cold start's: it has none)."""
+    previous = (
+        Round.objects.with_models().filter(project_id=round.project_id,
+                                           status=Round.Status.DONE, number__lt=round.number)
+        .exclude(trigger=Round.Trigger.COLD_START).exclude(artifact_path="")
+        .order_by("-number").values_list("artifact_path", flat=True).first()
+    )
+    return previous if previous and (Path(previous) / "labelwise.json").exists() else None
+
+
+def select_after_round(round: Round, classifier: TextClassifier, *, seed: int) -> list[int]:
+    """The queue's next batch from the round's model (learner.selection): its stored
+    probabilities and cached embeddings; dropout passes for BALD; the labelled documents'
+    embeddings and probabilities for CAL."""
+    cached = cache_read(artifact_dir(round))
+    if cached is None:
+        return []
+    project = round.project
+    strategy = selection.strategy_for(project.pk, round, multi_label=project.is_multi_label)
+    probs_for = selection.stored_probs(round)
+    labelled = None
+    if "labeled_embeddings" in strategy.requires:
+        ids = np.fromiter(
+            Prediction.objects.filter(round=round, score__isnull=True)
+            .values_list("document_id", flat=True).order_by("document_id")[:selection.CANDIDATES],
+            dtype=np.int64,
+        )
+        found, rows = cached.rows_of(ids)
+        embeddings = cached.take(rows)
+        labelled = selection.Labelled(embeddings, probs_for(ids[found], embeddings))
+
+    def mc_for(ids: np.ndarray, _: np.ndarray) -> np.ndarray:
+        texts = dict(Document.objects.filter(pk__in=[int(i) for i in ids])
+                     .values_list("id", "text"))
+        return classifier.mc_dropout_proba([texts[int(i)] for i in ids],
+                                           ScoreConfig().mc_dropout_samples, seed=seed)
+
+    settings = LearnerSettings.objects.filter(project=project).first()
+    return selection.queue_select(
+        round, strategy, cached, k=selection.batch_size(settings), seed=seed,
+        probs_for=probs_for, labelled=labelled, mc_for=mc_for,
+    )
+
+
+def _fit_summary(classifier: TextClassifier) -> dict[str, Any]:
+    """What the round shows of the fit: the rung kept, every candidate the ladder scored,
+    calibration, and the validation metrics."""
+    metrics = classifier.metrics_
+    validation = metrics.get("validation") or {}
+    return {
+        "rung": classifier.rung_,
+        "ladder": metrics.get("ladder", {}),
+        "calibration": dict(metrics.get("calibration", {})),
+        "n_train": metrics.get("n_train"),
+        "n_validation": metrics.get("n_validation"),
+        "validation_macro_f1": validation.get("macro_f1"),
+        "fit_seconds": metrics.get("fit_seconds"),
+    }
+
+
+def _label_counts(finals: list[list[int]], index: dict[int, int], names: list[str]
+                  ) -> dict[str, int]:
+    counts = dict.fromkeys(names, 0)
+    for final in finals:
+        for label_id in final:
+            counts[names[index[label_id]]] += 1
+    return counts
 
 
 def round_s(seconds: float) -> float:
@@ -200,12 +286,12 @@ def score_pool(
     only hands out unlabelled documents, and only scored ones in score order) never sees
     them. Returns {"scored": unlabelled, "scored_labelled": labelled}.
 
-    The embeddings go to an (n, h) float16 .npy written chunk by chunk through a memory
-    map, so memory stays bounded by one chunk whatever the pool size.
+    The embeddings go to the round's embedding cache (learner.embeddings), chunk by
+    chunk, so memory stays bounded by one chunk whatever the pool size.
 
     predict=False (the cold start: an encoder with no classifier yet) stores no labels or
-    probabilities and a random score in (-1, 0] for every unlabelled document, for the
-    caller to raise the documents it picks above.
+    probabilities and a random score in (-1, 0] for every unlabelled document; the
+    caller ranks its picks ahead of them.
     `backend` overrides LEARNER_BACKEND (the cold start's encoder runs in this process)."""
     score_config = score_config or ScoreConfig()
     multi = classifier.config.multi_label
@@ -221,18 +307,11 @@ def score_pool(
     # order): fixing the id range up front fixes the cache's size.
     max_id = side.order_by("-id").values_list("id", flat=True).first() or 0
     total = side.filter(id__lte=max_id).count()
-    folder = artifact_dir(round)
-    folder.mkdir(parents=True, exist_ok=True)
     done = {"scored": 0, "scored_labelled": 0}
+    cache = CacheWriter(artifact_dir(round), total)
     if total == 0:
-        write_embeddings_meta(folder, rows=0, total=0)
+        cache.close()
         return done
-    ids_out = np.lib.format.open_memmap(
-        folder / EMBEDDING_IDS_FILE, mode="w+", dtype=np.int64, shape=(total,)
-    )
-    ids_out[:] = -1
-    embeddings_out = None
-    row = 0
     started = time.perf_counter()
     # The backend (LEARNER_BACKEND: this process, or a Ray cluster) scores the chunks and
     # yields them back in order; each chunk's labelled flags wait here for its results.
@@ -252,19 +331,13 @@ def score_pool(
 
     backend = backend or get_backend(score_config)
     no_model_order = np.random.default_rng(round.pk)
+    progress("scoring", 0, total)
     for ids, probs, embeddings in backend.score_chunks(classifier, chunks()):
         labelled = flags.popleft()
-        if embeddings_out is None:
-            embeddings_out = np.lib.format.open_memmap(
-                folder / EMBEDDINGS_FILE, mode="w+", dtype=EMBEDDING_DTYPE,
-                shape=(total, embeddings.shape[1]),
-            )
-        embeddings_out[row: row + len(ids)] = embeddings
-        ids_out[row: row + len(ids)] = ids
-        row += len(ids)
+        cache.append(ids, embeddings)
         open_rows = np.flatnonzero(~np.asarray(labelled))
-        # No model yet (predict=False): a random order, below the cold start's picks
-        # (which get positive scores), so the queue's index walk never meets a tied group.
+        # No model yet (predict=False): a random order, so the queue's index walk never
+        # meets a tied group; the cold start's picks are ranked ahead of it.
         scores = np.full(len(ids), np.nan) if predict else -no_model_order.random(len(ids))
         if len(open_rows) and predict:
             scores[open_rows] = sign * np.asarray(
@@ -291,12 +364,8 @@ def score_pool(
         done["scored_labelled"] += int(sum(labelled))
         done["scored"] += len(ids) - int(sum(labelled))
         elapsed = time.perf_counter() - started
-        progress("scoring", row, total, elapsed / row * (total - row))
-    if row >= ANALYZE_AFTER_ROWS:
+        progress("scoring", cache.rows, total, elapsed / cache.rows * (total - cache.rows))
+    if cache.rows >= ANALYZE_AFTER_ROWS:
         table_analyze(Prediction)
-    for memmap in (ids_out, embeddings_out):
-        if memmap is not None:
-            memmap.flush()
-    del ids_out, embeddings_out
-    write_embeddings_meta(folder, rows=row, total=total)
+    cache.close()
     return done

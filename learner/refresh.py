@@ -2,10 +2,11 @@
 embeddings with a logistic-regression head fitted on every label there is now.
 
 A fine-tuning round takes minutes; an annotator labels a document every few seconds. The
-round leaves each training-side document's pooled embedding on disk (pipeline.score_pool);
+round leaves each training-side document's pooled embedding on disk (learner.embeddings);
 `refresh_project` fits learner.ml.refresh.EmbeddingHead on the embeddings of the documents
-labelled so far, predicts the unlabelled pool, scores it with the project's strategy and
-rewrites the round's Prediction rows, so the queue follows the new labels within seconds.
+labelled so far, predicts the unlabelled pool, scores it with the project's strategy,
+rewrites the round's Prediction rows and runs the strategy's batch selection again
+(learner.selection), so the queue follows the new labels within seconds.
 
 The worker calls `refresh_due` between rounds: it refreshes the projects whose labels
 changed since their last refresh (or since their latest round read its labels).
@@ -17,8 +18,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from django.core.cache import cache
@@ -26,21 +25,15 @@ from django.db import connection, transaction
 
 from annotate import selectors
 from annotate.models import Adjudication, Document, Project
-from learner.ml.refresh import EmbeddingHead, refresh_scores
+from learner import selection
+from learner.embeddings import cache_read
+from learner.ml.queue import refresh_head
+from learner.ml.refresh import committee_proba, refresh_scores
 from learner.ml.strategies import get_strategy
 from learner.models import LearnerSettings, Prediction, Round
 from learner.services import training_label_count
 
 log = logging.getLogger("labelwise.learner")
-
-# The embedding cache a round leaves for the refresh (written by pipeline.score_pool): one
-# row per training-side document the round scored, ids ascending; rows past the meta
-# file's `rows` are unused.
-EMBEDDINGS_FILE = "embeddings.npy"
-EMBEDDING_IDS_FILE = "embedding_ids.npy"
-EMBEDDINGS_META_FILE = "embeddings.json"
-EMBEDDING_DTYPE = np.float16  # half the disk of float32; a linear head does not notice
-
 
 def predicted_and_confidence(
     probs: np.ndarray, label_ids: list[int], *, multi_label: bool,
@@ -55,61 +48,14 @@ def predicted_and_confidence(
     return [[label_ids[int(j)]] for j in probs.argmax(axis=1)], probs.max(axis=1)
 
 
-def write_embeddings_meta(folder: Path, *, rows: int, total: int) -> None:
-    (folder / EMBEDDINGS_META_FILE).write_text(json.dumps({
-        "rows": rows, "allocated": total, "dtype": np.dtype(EMBEDDING_DTYPE).name,
-        "order": "document id ascending",
-    }))
-
-
 WRITE_BATCH = 2000
 # Score and confidence changes below this are not written back (see refresh_project).
 UNCHANGED = 1e-3
 
 
-@dataclass(frozen=True)
-class EmbeddingCache:
-    """A round's cached embeddings: `ids` (n,) int64 ascending document ids and
-    `embeddings` (n, h) (a read-only memory map; rows are read only when indexed)."""
-
-    ids: np.ndarray
-    embeddings: np.ndarray
-
-    def rows_of(self, doc_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(positions in `doc_ids` that are cached, their rows in `embeddings`)."""
-        if len(self.ids) == 0 or len(doc_ids) == 0:
-            empty = np.array([], dtype=np.int64)
-            return empty, empty
-        pos = np.minimum(np.searchsorted(self.ids, doc_ids), len(self.ids) - 1)
-        found = np.flatnonzero(self.ids[pos] == doc_ids)
-        return found, pos[found]
-
-    def take(self, rows: np.ndarray) -> np.ndarray:
-        """(len(rows), h) float32 (fancy indexing a memmap reads just those rows)."""
-        return np.asarray(self.embeddings[rows], dtype=np.float32)
-
-
-def embedding_cache(round: Round) -> EmbeddingCache | None:
-    """The round's embedding cache, or None (a round from before the cache existed, or
-    one whose artifact folder is gone)."""
-    if not round.artifact_path:
-        return None
-    folder = Path(round.artifact_path)
-    try:
-        meta = json.loads((folder / EMBEDDINGS_META_FILE).read_text())
-        rows = int(meta["rows"])
-        if rows == 0:
-            return None
-        ids = np.load(folder / EMBEDDING_IDS_FILE, mmap_mode="r")[:rows]
-        embeddings = np.load(folder / EMBEDDINGS_FILE, mmap_mode="r")[:rows]
-    except (OSError, ValueError, KeyError):
-        return None
-    return EmbeddingCache(ids=np.asarray(ids), embeddings=embeddings)
-
-
 def latest_done_round(project_id: int) -> Round | None:
     return (
-        Round.objects.filter(project_id=project_id, status=Round.Status.DONE)
+        Round.objects.with_models().filter(project_id=project_id, status=Round.Status.DONE)
         .order_by("-number").first()
     )
 
@@ -139,7 +85,7 @@ def refresh_project(project: Project, *, timings: dict[str, float] | None = None
     round = latest_done_round(project.pk)
     if round is None:
         return 0
-    cached = embedding_cache(round)
+    cached = cache_read(round.artifact_path)
     if cached is None:
         return 0
     labels = selectors.labels_of(project)
@@ -165,14 +111,15 @@ def refresh_project(project: Project, *, timings: dict[str, float] | None = None
     clock.lap("read_s")
 
     settings = LearnerSettings.objects.filter(project=project).first()
-    name = settings.strategy if settings else round.config.get("strategy", "least_confidence")
     seed = (settings.seed if settings else 0) + len(found)
-    strategy = get_strategy(name, multi_label=multi)
+    chosen = selection.strategy_for(project.pk, round, multi_label=multi)
+    strategy = chosen
     if "mc_probs" in strategy.requires:
-        # A dropout committee has no meaning for a linear head; margin stands in, as it
-        # does in the streamed scoring of a round.
+        # Per-document scores from a dropout committee mean nothing for a linear head: the
+        # streamed scores use margin; the batch selection below runs BALD on a bootstrap
+        # committee of heads.
         strategy = get_strategy("margin", multi_label=multi)
-    head = EmbeddingHead(multi_label=multi, classes=label_ids, seed=seed).fit(x_lab, y)
+    head = refresh_head(x_lab, y, multi_label=multi, classes=label_ids, seed=seed)
     clock.lap("fit_s")
     wants_labelled = "labeled_embeddings" in strategy.requires
     sign = 1.0 if strategy.higher_is_more_informative else -1.0
@@ -209,6 +156,13 @@ def refresh_project(project: Project, *, timings: dict[str, float] | None = None
     clock.lap("score_write_s")
     if seen == 0:
         return 0
+    selection.queue_select(
+        round, chosen, cached, k=selection.batch_size(settings), seed=seed,
+        probs_for=lambda _ids, emb: head.predict_proba(emb),
+        labelled=selection.Labelled(x_lab, head.predict_proba(x_lab)),
+        mc_for=lambda _ids, emb: committee_proba(head, x_lab, y, emb, seed=seed),
+    )
+    clock.lap("select_s")
     selectors.queue_plan_forget(project.pk)
     if timings is not None:
         timings["written"] = float(written)
@@ -326,7 +280,7 @@ def refresh_due(*, should_stop: Callable[[], bool] = lambda: False) -> list[tupl
     pass short."""
     latest: dict[int, int] = {}
     for project_id, round_id in (
-        Round.objects.filter(status=Round.Status.DONE)
+        Round.objects.with_models().filter(status=Round.Status.DONE)
         .order_by("project_id", "-number").values_list("project_id", "id")
     ):
         latest.setdefault(project_id, round_id)

@@ -58,16 +58,22 @@ def round_active(project: Project) -> Round | None:
     )
 
 
+def adaptation_latest(project: Project) -> Round | None:
+    """The project's latest finished domain adaptation of its encoder, if any."""
+    return Round.objects.filter(project=project, trigger=Round.Trigger.ADAPT,
+                                status=Round.Status.DONE).order_by("-number").first()
+
+
 def round_latest_done(project: Project) -> Round | None:
-    return Round.objects.filter(project=project, status=Round.Status.DONE).order_by(
-        "-number"
-    ).first()
+    """The latest round with a model (an encoder adaptation has none)."""
+    return Round.objects.with_models().filter(project=project, status=Round.Status.DONE
+                                              ).order_by("-number").first()
 
 
 def round_shown(project: Project, number: int | None) -> Round | None:
     """The done round the dashboard details: the chosen one, else the latest."""
     if number is not None:
-        chosen = Round.objects.filter(
+        chosen = Round.objects.with_models().filter(
             project=project, number=number, status=Round.Status.DONE
         ).first()
         if chosen is not None:

@@ -16,6 +16,8 @@ from django.utils import timezone
 
 from annotate import selectors
 from annotate.models import Document, Project
+from learner.adaptation import adapted_encoder
+from learner.ml.config import TrainConfig
 from learner.models import LearnerSettings, Round
 
 # A claimed round goes back to the queue this many times after its worker vanished, then
@@ -41,8 +43,10 @@ def round_request(
     project: Project,
     trigger: str = Round.Trigger.MANUAL,
     requested_by: AbstractBaseUser | None = None,
+    extra: dict | None = None,
 ) -> Round:
-    """Queues a training round for the project; RoundBusy if one is queued or running."""
+    """Queues a training round for the project; RoundBusy if one is queued or running.
+    `extra` goes into the round's configuration beside the settings (an adaptation's)."""
     try:
         with transaction.atomic():
             # The project row lock serialises numbering; the partial unique constraint is
@@ -59,21 +63,37 @@ def round_request(
                 trigger=trigger,
                 requested_by=requested_by,
                 config={
-                    "model_name": settings.model_name,
-                    "mode": settings.mode,
+                    # Everything the fit reads, typed (learner.ml.config.TrainConfig).
+                    "train": train_config_of(settings, multi_label=project.is_multi_label,
+                                             encoder=adapted_encoder(project, settings)
+                                             ).to_dict(),
                     "strategy": settings.strategy,
                     "random_share": settings.random_share,
-                    "max_length": settings.max_length,
-                    "epochs": settings.epochs,
-                    "learning_rate": settings.learning_rate,
-                    "batch_size": settings.batch_size,
-                    "seed": settings.seed,
                     # What "N new labels since the last round" counts from.
                     "labels_at_request": labels_now,
+                    **(extra or {}),
                 },
             )
     except IntegrityError as exc:
         raise RoundBusy(f"{project} already has a queued or running round.") from exc
+
+
+def train_config_of(settings: LearnerSettings, *, multi_label: bool,
+                    encoder: str | None = None) -> TrainConfig:
+    """The lead's learner settings as the typed configuration a round trains with; what the
+    settings do not name keeps TrainConfig's default. `encoder` (an adapted encoder's
+    folder) replaces the base model."""
+    return TrainConfig(
+        model_name_or_path=encoder or settings.model_name or None,
+        mode=settings.mode,  # type: ignore[arg-type]
+        multi_label=multi_label,
+        max_length=settings.max_length,
+        epochs=settings.epochs or None,
+        learning_rate=settings.learning_rate,
+        batch_size=settings.batch_size,
+        seed=settings.seed,
+        warm_start=settings.warm_start,
+    )
 
 
 def training_label_count(project_id: int) -> int:

@@ -8,6 +8,7 @@ urlpatterns = [
     path("p/<int:pk>/learner/", views.dashboard, name="dashboard"),
     path("p/<int:pk>/learner/progress/", views.progress, name="progress"),
     path("p/<int:pk>/learner/train/", views.train_now, name="train"),
+    path("p/<int:pk>/learner/adapt/", views.adapt, name="adapt"),
     path("p/<int:pk>/learner/rounds/", views.rounds, name="rounds"),
     path("p/<int:pk>/learner/rounds/<int:number>/", views.round_detail, name="round"),
     path("p/<int:pk>/learner/rounds/<int:number>/cancel/", views.round_cancel,

@@ -20,6 +20,7 @@ from annotate import selectors as annotate_selectors
 from annotate.access import LEAD, project_view
 from annotate.models import Label, Membership, Project
 from learner import charts, selectors, services
+from learner.adaptation import ADAPT_MAX_STEPS, ADAPT_STEPS, adaptation_request, adapted_encoder
 from learner.ml.strategies import STRATEGIES
 from learner.models import LearnerSettings, Round
 
@@ -50,11 +51,16 @@ def duration_text(seconds: float | None) -> str:
 
 def _status_context(project: Project, notice: str = "") -> dict:
     active = selectors.round_active(project)
+    adaptation = selectors.adaptation_latest(project)
+    settings = services.learner_settings_for(project)
     return {
         "active": active,
         "eta": duration_text(active.eta_seconds) if active else "",
         "last": None if active else selectors.rounds_of(project).first(),
         "notice": notice,
+        "adaptation": adaptation,
+        "adaptation_used": adapted_encoder(project, settings) is not None,
+        "adapt_steps": ADAPT_STEPS, "adapt_max_steps": ADAPT_MAX_STEPS,
     }
 
 
@@ -195,6 +201,31 @@ def train_now(request: HttpRequest, pk: int) -> HttpResponse:
 
 @project_view(*LEAD)
 @require_POST
+def adapt(request: HttpRequest, pk: int) -> HttpResponse:
+    """Queues a domain adaptation of the encoder (learner.adaptation) with the steps asked
+    for, bounded so one request cannot occupy the worker for hours."""
+    project = request.project  # type: ignore[attr-defined]
+    try:
+        steps = int(request.POST.get("steps", ADAPT_STEPS))
+    except ValueError:
+        steps = 0
+    if not 10 <= steps <= ADAPT_MAX_STEPS:
+        return _status_or_redirect(request, project,
+                                   f"Steps must be between 10 and {ADAPT_MAX_STEPS}.",
+                                   level=messages.ERROR)
+    try:
+        round = adaptation_request(project=project, steps=steps, requested_by=request.user)
+    except services.RoundBusy:
+        return _status_or_redirect(
+            request, project, "A round is already queued or running: adapt after it.",
+            level=messages.WARNING)
+    return _status_or_redirect(
+        request, project, f"Domain adaptation queued as round {round.number}.",
+        level=messages.SUCCESS)
+
+
+@project_view(*LEAD)
+@require_POST
 def round_cancel(request: HttpRequest, pk: int, number: int) -> HttpResponse:
     project = request.project  # type: ignore[attr-defined]
     round = selectors.round_get(project, number)
@@ -237,11 +268,48 @@ def round_detail(request: HttpRequest, pk: int, number: int) -> HttpResponse:
         "membership": request.membership,  # type: ignore[attr-defined]
         "round": round,
         "eta": duration_text(round.eta_seconds),
-        "config": sorted((round.config or {}).items()),
+        "config": _config_rows(round.config or {}),
         "timings": sorted((round.timings or {}).items()),
+        "ladder": _ladder_rows(round.fit or {}),
+        "calibration": (round.fit or {}).get("calibration") or {},
         **_round_charts(round, labels),
     }
     return render(request, "learner/round.html", context)
+
+
+RUNG_NAMES = {"head": "Linear head (frozen encoder)", "full": "Full fine-tuning",
+              "lora": "LoRA", "gradual": "Gradual unfreezing"}
+# What the round page lists of a round's configuration, in this order, with readable names.
+CONFIG_ROWS = (
+    ("mode", "Mode"), ("model_name_or_path", "Base model"), ("max_length", "Max length"),
+    ("epochs", "Epochs (blank: from the label count)"), ("min_steps", "Minimum steps"),
+    ("max_steps", "Step cap"), ("learning_rate", "Learning rate"),
+    ("batch_size", "Batch size"), ("warm_start", "Warm start"), ("seed", "Seed"),
+)
+
+
+def _config_rows(config: dict) -> list[tuple[str, object]]:
+    train = config.get("train") or {}
+    rows: list[tuple[str, object]] = [
+        (name, train.get(key) if train.get(key) not in (None, "") else (
+            "all-MiniLM-L6-v2 (default)" if key == "model_name_or_path" else "—"))
+        for key, name in CONFIG_ROWS if key in train
+    ]
+    rows += [("Strategy", config.get("strategy", "—")),
+             ("Random share", config.get("random_share", "—"))]
+    return rows
+
+
+def _ladder_rows(fit: dict) -> list[dict]:
+    """One row per rung the round's ladder fitted: its validation score, time, epochs."""
+    ladder = fit.get("ladder") or {}
+    pick = ladder.get("pick")
+    return [
+        {"rung": rung, "name": RUNG_NAMES.get(rung, rung), "picked": rung == pick,
+         "val_score": c.get("val_score"), "seconds": c.get("seconds"),
+         "epochs": c.get("epochs"), "C": c.get("C"), "warm": c.get("warm")}
+        for rung, c in (ladder.get("candidates") or {}).items()
+    ]
 
 
 # --- settings ------------------------------------------------------------------------------
@@ -250,28 +318,39 @@ def round_detail(request: HttpRequest, pk: int, number: int) -> HttpResponse:
 class LearnerSettingsForm(forms.ModelForm):
     strategy = forms.ChoiceField(
         choices=[(name, name.replace("_", " ")) for name in STRATEGIES],
-        help_text="How the queue picks the next documents from the model's scores.",
+        help_text="How the queue picks the next documents: the strategy's batch selection "
+                  "after every round and fast refresh.",
     )
     random_share = forms.FloatField(
         min_value=0.0, max_value=1.0, help_text="Share of random picks for exploration, 0-1."
     )
     max_length = forms.IntegerField(min_value=8, max_value=512, label="Max length (tokens)")
-    epochs = forms.IntegerField(min_value=1, max_value=50)
+    epochs = forms.IntegerField(
+        min_value=1, max_value=50, required=False,
+        help_text="Blank: from the label count, early-stopped on validation.",
+    )
     learning_rate = forms.FloatField(min_value=1e-7, max_value=1.0)
     batch_size = forms.IntegerField(min_value=1, max_value=512)
+    suggestion_threshold = forms.FloatField(
+        min_value=0.0, max_value=1.0, label="Suggest from confidence",
+        help_text="Suggestions appear only when the model's calibrated confidence reaches "
+                  "this: 0.8 means it is right about 8 times in 10 at that confidence.",
+    )
 
     class Meta:
         model = LearnerSettings
         fields = [
             "model_name", "mode", "strategy", "random_share", "max_length", "epochs",
             "learning_rate", "batch_size", "train_every_labels", "train_every_minutes",
-            "show_suggestions",
+            "show_suggestions", "suggestion_threshold", "warm_start", "use_adapted_encoder",
         ]
         labels = {
             "model_name": "Base model (local folder or hub id)",
             "train_every_labels": "Train every N new labels",
             "train_every_minutes": "Train every T minutes",
             "show_suggestions": "Show annotators the latest model's suggestion",
+            "warm_start": "Start fine-tuning from the previous round's model",
+            "use_adapted_encoder": "Start from the encoder adapted to this project's texts",
         }
         help_texts = {"show_suggestions": ""}
 

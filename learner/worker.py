@@ -33,6 +33,10 @@ def default_runner(round: Round, progress: Callable[..., None]) -> dict:
         from learner.coldstart import run_cold_start
 
         return run_cold_start(round, progress)
+    if round.trigger == Round.Trigger.ADAPT:
+        from learner.adaptation import run_adaptation
+
+        return run_adaptation(round, progress)
     from learner.pipeline import run_round
 
     return run_round(round, progress)

@@ -1,10 +1,11 @@
 """The self-describing model folder and the data fingerprint.
 
-A saved classifier is a folder that plain ``transformers`` can load
-(``AutoModelForSequenceClassification.from_pretrained(folder)``: safetensors weights,
-``config.json`` with ``id2label``/``label2id``, the tokenizer) plus ``labelwise.json``
-beside the weights, holding what transformers does not know: the label list, the
-``TrainConfig``, metrics, multi-label thresholds and a fingerprint of the training data.
+A saved classifier is a folder holding the encoder as transformers and
+sentence-transformers read it (safetensors weights, ``config.json``, the tokenizer,
+``modules.json`` and ``1_Pooling`` naming its pooling), the linear head with its
+temperature (``labelwise_head.safetensors``), and ``labelwise.json``: the label list, the
+``TrainConfig``, the pooling, calibration, metrics, multi-label thresholds and a
+fingerprint of the training data.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 META_FILE = "labelwise.json"
-FORMAT_VERSION = 1
+# 2: the pooled classifier (the checkpoint's pooling + a linear head + a temperature);
+# 1 was BERT's pooler output through AutoModelForSequenceClassification.
+FORMAT_VERSION = 2
 
 LabelValue = str | int | Sequence[str] | Sequence[int]
 
@@ -84,7 +87,8 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     meta: dict[str, Any] = json.loads((Path(path) / META_FILE).read_text(encoding="utf-8"))
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(
-            f"{path}: labelwise.json format {meta.get('format_version')!r}, "
-            f"this code reads {FORMAT_VERSION}"
+            f"labelwise.json format {meta.get('format_version')!r}, this version of "
+            f"Labelwise reads {FORMAT_VERSION}: the model was saved by another version; "
+            "train a new round to get one this version serves"
         )
     return meta

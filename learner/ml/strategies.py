@@ -49,6 +49,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 _EPS = 1e-12
+# Cosine similarity above which the queue's batch selection (and the simulation of it)
+# skips a pick as a near-duplicate of one already in the batch.
+QUEUE_DEDUP_THRESHOLD = 0.95
 
 
 class PoolExhausted(Exception):

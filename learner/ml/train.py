@@ -1,60 +1,99 @@
-"""Fine-tune a transformer text classifier, in the scikit-learn shape.
+"""Train a text classifier on labeled texts, in the scikit-learn shape.
 
-``TextClassifier(config, labels).fit(texts, y)`` reads top to bottom: seed, data
-(tokenize once, length-bucketed dynamic-padding batches), model, optimizer (AdamW; no
-weight decay on biases and LayerNorm; layer-wise learning-rate decay; a separate head
-learning rate), linear warmup then linear decay, train with early stopping on a
-validation split, evaluate under ``torch.inference_mode()`` with ``model.eval()``.
-``save()`` writes a folder plain ``transformers`` can load, with ``labelwise.json`` beside.
+``TextClassifier(config, labels).fit(texts, y)`` reads top to bottom: seed, data (tokenize
+once, a validation split that is stable per document), the model (the checkpoint's
+encoder and its own pooling, ``learner.ml.model``), the linear probe (a logistic
+regression on the frozen pooled vectors, its strength cross-validated), then each
+fine-tuning rung the mode asks for (AdamW with no weight decay on biases and LayerNorm,
+layer-wise learning-rate decay, linear warmup then decay, early stopping on the
+validation split), the pick, and calibration (a temperature fitted on held-out logits).
+``save()`` writes a folder that sentence-transformers reads as the encoder and
+``TextClassifier.load`` reads whole, with ``labelwise.json`` beside.
 
-Modes (``TrainConfig.mode``):
+The rungs (``TrainConfig`` explains when each is fitted):
 
-- ``full``: every weight trains.
-- ``head``: the encoder is frozen, so features are computed once and only the final
-  linear layer trains, on the cached features: an L2-regularised logistic regression
-  fitted by full-batch L-BFGS (seconds instead of minutes on CPU).
-- ``gradual``: ULMFiT-style unfreezing: epoch 0 trains the head (pooler + classifier),
-  each later epoch unfreezes one more encoder layer from the top, the embeddings last.
-- ``lora``: low-rank adapters on attention query/value (peft) plus a trainable head;
-  the adapters are merged into the weights after training, so the saved model is plain.
+- ``head``: the encoder is frozen; the head is an L2-regularised logistic regression on
+  the pooled vectors (scikit-learn, L-BFGS), ``C`` chosen by stratified k-fold
+  cross-validation. Seconds, deterministic, and the frozen-embedding baseline itself.
+- ``full``: every weight trains, starting from the probe's head (LP-FT: Kumar et al., ICLR
+  2022: a random head distorts the pretrained features in the first steps).
+- ``gradual``: ULMFiT-style unfreezing: epoch 0 trains the head, each later epoch
+  unfreezes one more encoder layer from the top, the embeddings last.
+- ``lora``: low-rank adapters (peft, its per-architecture target modules) plus the head;
+  merged into the weights after training, so the saved encoder is plain.
+
+The shared steps (``build_model``, ``build_loss``, ``train_epoch``, ``forward_logits``,
+``score_logits``) are what the Ray Train loop runs too (``learner.ml.backends.ray``).
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import math
 import random
 import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from learner.ml.artifact import data_fingerprint, read_meta, text_ids, write_meta
-from learner.ml.config import TrainConfig
+from learner.ml.calibration import (
+    activate,
+    ece_of,
+    fit_temperature,
+    nll,
+    tune_thresholds,
+)
+from learner.ml.config import RUNGS, TrainConfig
 from learner.ml.encoder import bucketed_batches, default_model_path, pad_batch, pick_device
 from learner.ml.encoder import tokenize as tokenize_texts
 from learner.ml.evaluate import evaluate
+from learner.ml.model import PooledClassifier
+from learner.ml.pooling import Pooling
 
 __all__ = [
+    "HEAD_C_GRID",
+    "EncoderTrainer",
+    "LinearHead",
     "ProgressFn",
     "TextClassifier",
+    "build_loss",
+    "build_model",
     "class_weights",
     "data_fingerprint",
-    "pos_weights",
+    "fit_linear_head",
+    "forward_logits",
     "param_groups",
+    "plan_epochs",
+    "pos_weights",
+    "score_logits",
     "seed_everything",
-    "train_validation_split",
+    "train_epoch",
     "tune_thresholds",
-    "warmup_linear_decay",
+    "validation_split",
 ]
 
 ProgressFn = Callable[[str, int, int], None]
-"""``progress(phase, step, total)``; phases: "features", "train", "validate"."""
+"""``progress(phase, step, total)``; phases: "features", "head", "train", "validate"."""
+
+# Inverse L2 strengths the linear probe's cross-validation tries (sklearn's C). The pooled
+# vectors of a sentence encoder are often unit length, so useful values run high.
+HEAD_C_GRID: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+HEAD_FOLDS = 5
+# The probe's strength as a starting point for fine-tuning is capped here (see _init_head).
+LP_INIT_MAX_C = 1.0
+# The logit given to a class with no labeled example yet: it is never predicted, and no
+# plausible temperature lifts it to a visible probability.
+UNSEEN_CLASS_BIAS = -30.0
+HEAD_FILE = "labelwise_head.safetensors"
 
 _LAYER_RE = re.compile(r"\.layers?\.(\d+)\.")
 
@@ -98,69 +137,61 @@ def pos_weights(Y: np.ndarray, max_weight: float = 100.0) -> np.ndarray:
     return weights.astype(np.float32)
 
 
-def warmup_linear_decay(step: int, *, warmup_steps: int, total_steps: int) -> float:
-    """Learning-rate multiplier: 0 -> 1 linearly over the warmup, then 1 -> 0 at the end."""
-    if warmup_steps > 0 and step < warmup_steps:
-        return (step + 1) / warmup_steps
-    remaining = total_steps - step
-    return max(0.0, remaining / max(1, total_steps - warmup_steps))
+def _unit_hash(seed: int, key: str) -> float:
+    digest = hashlib.blake2b(f"{seed}\0{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
 
 
-def _warmup_scheduler(
-    optimizer: torch.optim.Optimizer, *, total_steps: int, warmup_ratio: float
-) -> torch.optim.lr_scheduler.LambdaLR:
-    warmup = int(warmup_ratio * total_steps)
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: warmup_linear_decay(step, warmup_steps=warmup, total_steps=total_steps),
-    )
-
-
-def train_validation_split(
-    y: np.ndarray, *, fraction: float, seed: int, min_examples: int
+def validation_split(
+    keys: Sequence[str], targets: np.ndarray, *, fraction: float, seed: int, min_examples: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, validation). Empty validation when the data is too small.
+    """Indices (train, validation); an empty validation split when the data is small.
 
-    Single-label (1-D ``y``) is stratified: each class gives ``round(fraction * count)``
-    examples, always keeping at least one in training. Multi-label (2-D) splits at
-    random: iterative stratification is not worth its complexity at these sizes.
+    A document is in the validation split when a hash of (seed, its key) falls below
+    ``fraction``, so the split is stable as labels accumulate: a document validated on
+    in one round is never trained on by an earlier one, which keeps a warm-started round's
+    early stopping and rung choice honest. Single-label: a class whose every example
+    hashed into validation keeps its last one in training.
     """
-    n = len(y)
+    n = len(targets)
     everything = np.arange(n)
     if fraction <= 0 or n < min_examples:
         return everything, everything[:0]
-    rng = np.random.default_rng(seed)
-    if y.ndim == 2:
-        perm = rng.permutation(n)
-        n_val = max(1, int(round(fraction * n)))
-        return np.sort(perm[n_val:]), np.sort(perm[:n_val])
-    val: list[int] = []
-    for c in np.unique(y):
-        members = rng.permutation(np.flatnonzero(y == c))
-        val.extend(members[: min(int(round(fraction * len(members))), len(members) - 1)])
-    val_idx = np.sort(np.asarray(val, dtype=np.int64))
-    return np.setdiff1d(everything, val_idx), val_idx
+    u = np.array([_unit_hash(seed, str(k)) for k in keys])
+    is_val = u < fraction
+    if targets.ndim == 1:
+        for c in np.unique(targets):
+            members = np.flatnonzero(targets == c)
+            if is_val[members].all():
+                is_val[members[np.argmax(u[members])]] = False
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
-def tune_thresholds(
-    Y: np.ndarray, probs: np.ndarray, grid: np.ndarray | None = None
-) -> np.ndarray:
-    """Per-label decision threshold maximising that label's F1 on (Y, probs), (k,).
+def plan_epochs(n_train: int, config: TrainConfig, *, warm: bool = False
+                ) -> tuple[int, int, int]:
+    """(epochs, steps per epoch, total steps) for ``n_train`` training examples.
 
-    Ties go to the threshold nearest 0.5; labels without a positive example keep 0.5.
+    A fixed number of epochs gives a hundred labels a few dozen optimizer steps, which is
+    not enough to move a pretrained encoder (Mosbach et al., ICLR 2021): without fixed
+    ``epochs`` the plan asks for ``min_steps`` steps (at least 2 epochs, at most
+    ``max_epochs``), and ``max_steps`` caps the whole so round time stays bounded as the
+    labels grow. Early stopping may end training sooner, never before ``min_steps``. A
+    warm start (from the previous round's encoder) plans ``warm_start_step_fraction`` of
+    both.
     """
-    grid = np.linspace(0.05, 0.95, 19) if grid is None else grid
-    thresholds = np.full(Y.shape[1], 0.5)
-    for j in range(Y.shape[1]):
-        truth = Y[:, j] > 0.5
-        if not truth.any():
-            continue
-        pred = probs[:, j][None, :] >= grid[:, None]  # (g, n)
-        tp = (pred & truth).sum(axis=1)
-        f1 = 2 * tp / np.maximum(pred.sum(axis=1) + truth.sum(), 1)
-        best = np.flatnonzero(f1 >= f1.max() - 1e-12)
-        thresholds[j] = grid[best[np.argmin(np.abs(grid[best] - 0.5))]]
-    return thresholds
+    per_epoch = max(1, math.ceil(n_train / config.batch_size))
+    scale = config.warm_start_step_fraction if warm else 1.0
+    if config.epochs is not None:
+        epochs = config.epochs
+    else:
+        min_steps = config.min_steps * scale
+        epochs = min(config.max_epochs, max(2, math.ceil(min_steps / per_epoch)))
+    total = epochs * per_epoch
+    cap = None if config.max_steps is None else max(1, int(config.max_steps * scale))
+    if cap is not None and total > cap:
+        total = cap
+        epochs = math.ceil(total / per_epoch)
+    return epochs, per_epoch, total
 
 
 def _layer_of(name: str, n_layers: int) -> int:
@@ -179,23 +210,28 @@ def _no_decay(name: str, param: torch.Tensor) -> bool:
     return param.ndim < 2 or name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name
 
 
-def param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+def _n_layers(model: nn.Module) -> int:
+    return int(getattr(model.config, "num_hidden_layers", 0))
+
+
+def param_groups(model: PooledClassifier, config: TrainConfig, *, lora: bool = False
+                 ) -> list[dict[str, Any]]:
     """AdamW parameter groups: (depth x decay/no-decay), each with its own lr.
 
-    Head (pooler + classifier): ``head_learning_rate``. Encoder layer ``i`` of ``L``
-    (1-based): ``base * layer_lr_decay ** (L - i)``; embeddings ``base * decay ** L``.
-    ``base`` is ``learning_rate``, or ``lora_learning_rate`` for LoRA (the adapters start
-    at zero, so no layer decay there). Frozen parameters are included on purpose so
-    gradual unfreezing needs no new optimizer; AdamW skips parameters without gradient.
-    Each group carries a ``name`` like ``"layer_3/no_decay"`` for logs and tests.
+    Head: ``head_learning_rate``. Encoder layer ``i`` of ``L`` (1-based): ``base *
+    layer_lr_decay ** (L - i)``; embeddings ``base * decay ** L``. ``base`` is
+    ``learning_rate``, or ``lora_learning_rate`` for LoRA (the adapters start at zero, so
+    no layer decay there). Frozen parameters are included on purpose so gradual
+    unfreezing needs no new optimizer; AdamW skips parameters without gradient. Each
+    group carries a ``name`` like ``"layer_3/no_decay"`` for logs and tests.
     """
-    n_layers = int(getattr(_unwrap(model).config, "num_hidden_layers", 0))
-    lora = config.mode == "lora"
+    n_layers = _n_layers(model)
     base = config.lora_learning_rate if lora else config.learning_rate
     decay = 1.0 if lora else config.layer_lr_decay
+    unused = {id(p) for p in unused_parameters(model)}
     buckets: dict[tuple[int, bool], list[torch.Tensor]] = {}
     for name, param in model.named_parameters():
-        if lora and not param.requires_grad:
+        if id(param) in unused or (lora and not param.requires_grad):
             continue  # the frozen base weights of a LoRA model never train
         key = (_layer_of(name, n_layers), _no_decay(name, param))
         buckets.setdefault(key, []).append(param)
@@ -213,33 +249,23 @@ def param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
     return groups
 
 
-def _unwrap(model: nn.Module) -> Any:
-    """The transformers model inside a peft wrapper (or the model itself)."""
-    get_base = getattr(model, "get_base_model", None)
-    return get_base() if callable(get_base) else model
+def unused_parameters(model: PooledClassifier) -> list[torch.Tensor]:
+    """Encoder parameters the pooled classifier never uses (BERT's pooler: the head reads
+    the checkpoint's own pooling instead). They stay frozen and out of the optimizer, and
+    are saved untouched so the folder still loads as the same architecture."""
+    pooler = getattr(model.encoder, "pooler", None)
+    return list(pooler.parameters()) if isinstance(pooler, nn.Module) else []
 
 
-def _final_linear(model: nn.Module) -> nn.Module:
-    """The last linear layer of the classification head: its input is the pooled text.
-
-    Matched by its ``in_features`` attribute rather than by class, so a dynamically
-    quantized ``Linear`` (not an ``nn.Linear`` subclass) is found too.
-    """
-    head = _unwrap(model).classifier
-    if hasattr(head, "in_features"):
-        return head
-    linears = [m for m in head.modules() if hasattr(m, "in_features")]
-    if not linears:
-        raise TypeError(f"no nn.Linear in the classification head {type(head).__name__}")
-    return linears[-1]
-
-
-def _set_gradual_trainable(model: nn.Module, epoch: int) -> None:
+def _set_gradual_trainable(model: PooledClassifier, epoch: int) -> None:
     """ULMFiT schedule: head always; top ``epoch`` encoder layers; embeddings last."""
-    n_layers = int(_unwrap(model).config.num_hidden_layers)
+    n_layers = _n_layers(model)
+    unused = {id(p) for p in unused_parameters(model)}
     for name, param in model.named_parameters():
         depth = _layer_of(name, n_layers)
-        if depth == n_layers + 1:
+        if id(param) in unused:
+            param.requires_grad_(False)
+        elif depth == n_layers + 1:
             param.requires_grad_(True)
         elif depth == 0:
             param.requires_grad_(epoch > n_layers)
@@ -247,15 +273,393 @@ def _set_gradual_trainable(model: nn.Module, epoch: int) -> None:
             param.requires_grad_(depth > n_layers - epoch)
 
 
+# --------------------------------------------------------------------------- shared steps
+
+
+def build_model(config: TrainConfig, n_labels: int, *, path: str | None = None
+                ) -> tuple[PooledClassifier, PreTrainedTokenizerBase]:
+    """The checkpoint's encoder with its own pooling and a new linear head, and its
+    tokenizer (always from the same folder: another vocabulary gives garbage)."""
+    source = path or config.model_name_or_path or default_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = PooledClassifier.from_pretrained(
+        source, Pooling.of_checkpoint(source), n_labels, dropout=config.dropout
+    )
+    for param in unused_parameters(model):
+        param.requires_grad_(False)
+    return model, tokenizer
+
+
+def build_loss(config: TrainConfig, train_targets: np.ndarray, n_labels: int) -> nn.Module:
+    """Cross-entropy (single-label) or BCE with logits (multi-label), class-weighted from
+    the training split only: the validation split must not shape the loss it judges."""
+    if config.multi_label:
+        weight = torch.as_tensor(pos_weights(train_targets)) if config.class_weighting else None
+        return nn.BCEWithLogitsLoss(pos_weight=weight)
+    weight = torch.as_tensor(class_weights(train_targets, n_labels)) if (
+        config.class_weighting) else None
+    return nn.CrossEntropyLoss(weight=weight)
+
+
+def target_tensor(targets: np.ndarray, *, multi_label: bool) -> torch.Tensor:
+    return torch.as_tensor(targets, dtype=torch.float32 if multi_label else torch.long)
+
+
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    ids: Sequence[Sequence[int]],
+    targets: torch.Tensor,
+    rows: np.ndarray,
+    loss_fn: nn.Module,
+    *,
+    pad_id: int,
+    batch_size: int,
+    max_grad_norm: float,
+    seed: int,
+    steps_left: int,
+    on_step: Callable[[], None] = lambda: None,
+) -> tuple[float, int]:
+    """One pass over ``rows`` in shuffled, length-bucketed batches; at most ``steps_left``
+    optimizer steps. Returns (mean training loss, steps taken)."""
+    device = next(model.parameters()).device
+    model.train()
+    running, steps = 0.0, 0
+    for batch_pos in bucketed_batches([len(ids[i]) for i in rows], batch_size, shuffle=True,
+                                      seed=seed):
+        if steps >= steps_left:
+            break
+        batch_rows = rows[batch_pos]
+        batch = pad_batch([ids[i] for i in batch_rows], pad_id, device)
+        loss = loss_fn(model(**batch), targets[batch_rows].to(device))
+        loss.backward()
+        nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
+                                 max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        running += float(loss.detach())
+        steps += 1
+        on_step()
+    return running / max(1, steps), steps
+
+
+def forward_logits(
+    model: PooledClassifier,
+    ids: Sequence[Sequence[int]],
+    *,
+    pad_id: int,
+    batch_size: int,
+    features: bool = True,
+    dropout: bool = False,
+    report: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(raw logits (n, k), pooled features (n, d)) in input order, one pass.
+
+    ``features=False`` skips copying the features out (an (n, 0) array comes back).
+    ``dropout=True`` keeps dropout active (MC dropout); gradients are always off.
+    """
+    device = next(model.parameters()).device
+    n, k = len(ids), model.head.out_features
+    logits_out = np.zeros((n, k), dtype=np.float32)
+    feats_out = np.zeros((n, model.head.in_features if features else 0), dtype=np.float32)
+    was_training = model.training
+    model.train(dropout)
+    batches = list(bucketed_batches([len(x) for x in ids], batch_size))
+    try:
+        with torch.inference_mode():
+            for b, idx in enumerate(batches):
+                batch = pad_batch([ids[i] for i in idx], pad_id, device)
+                logits, pooled = model.forward_with_features(**batch)
+                logits_out[idx] = logits.float().cpu().numpy()
+                if features:
+                    feats_out[idx] = pooled.float().cpu().numpy()
+                if report is not None:
+                    report(b + 1, len(batches))
+    finally:
+        model.train(was_training)
+    return logits_out, feats_out
+
+
+def score_logits(targets: np.ndarray, logits: np.ndarray, labels: Sequence[str], *,
+                 multi_label: bool) -> tuple[float, float]:
+    """(score, loss) of held-out logits: macro-F1 (micro-F1 for multi-label) and NLL.
+
+    Macro-F1 rather than accuracy: on imbalanced labels accuracy rewards ignoring the
+    rare classes, which are the ones active learning is trying to find.
+    """
+    probs = activate(logits, multi_label=multi_label)
+    result = evaluate(targets, probs, labels, multi_label=multi_label)
+    score = result["micro_f1"] if multi_label else result["macro_f1"]
+    return float(score), nll(logits, targets, multi_label=multi_label)
+
+
+# --------------------------------------------------------------------------- linear probe
+
+
+@dataclass
+class LinearHead:
+    """A logistic regression on pooled vectors, as the weights of the linear layer.
+
+    ``weight`` (k, d) and ``bias`` (k,) give logits; ``oof_logits`` are out-of-fold
+    logits at the chosen ``C`` for the rows it was fitted on (None without
+    cross-validation); ``cv`` maps each tried C to its out-of-fold score.
+    """
+
+    weight: np.ndarray
+    bias: np.ndarray
+    C: float
+    cv: dict[str, float] = field(default_factory=dict)
+    oof_logits: np.ndarray | None = None
+
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(X, dtype=np.float64) @ self.weight.T + self.bias
+
+
+def _lr(C: float, balanced: bool, seed: int) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=C, class_weight="balanced" if balanced else None,
+                              max_iter=2000, random_state=seed)
+
+
+def _fit_single(X: np.ndarray, y: np.ndarray, k: int, C: float, balanced: bool, seed: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax weights (k, d), (k,) of a logistic regression; unseen classes get a zero
+    row and a very low bias."""
+    weight = np.zeros((k, X.shape[1]))
+    bias = np.full(k, UNSEEN_CLASS_BIAS)
+    present = np.unique(y)
+    if len(present) == 1:
+        bias[present[0]] = 0.0
+        return weight, bias
+    lr = _lr(C, balanced, seed).fit(X, y)
+    classes = lr.classes_.astype(np.int64)
+    if len(classes) == 2:
+        # sklearn's binary model is one logit z for the second class; as a softmax over
+        # two classes that is the pair (-z/2, z/2).
+        half_w, half_b = lr.coef_[0] / 2, lr.intercept_[0] / 2
+        weight[classes[0]], bias[classes[0]] = -half_w, -half_b
+        weight[classes[1]], bias[classes[1]] = half_w, half_b
+    else:
+        weight[classes], bias[classes] = lr.coef_, lr.intercept_
+    return weight, bias
+
+
+def _fit_multi(X: np.ndarray, Y: np.ndarray, C: float, balanced: bool, seed: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """One binary logistic regression per label; a label always (or never) present so far
+    keeps the log-odds of its smoothed frequency."""
+    k = Y.shape[1]
+    weight, bias = np.zeros((k, X.shape[1])), np.zeros(k)
+    for j in range(k):
+        col = (Y[:, j] > 0.5).astype(np.int64)
+        if 0 < col.sum() < len(col):
+            lr = _lr(C, balanced, seed).fit(X, col)
+            weight[j], bias[j] = lr.coef_[0], lr.intercept_[0]
+        else:
+            p = (col.sum() + 1.0) / (len(col) + 2.0)
+            bias[j] = math.log(p / (1 - p))
+    return weight, bias
+
+
+def _folds(targets: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    n = len(targets)
+    if targets.ndim == 1:
+        counts = np.bincount(targets)
+        splits = max(2, min(n_folds, int(counts[counts > 0].min())))
+        if counts[counts > 0].min() >= 2:
+            return list(StratifiedKFold(splits, shuffle=True, random_state=seed).split(
+                np.zeros(n), targets))
+    return list(KFold(max(2, min(n_folds, n // 5)), shuffle=True, random_state=seed).split(
+        np.zeros(n)))
+
+
+def fit_linear_head(
+    X: np.ndarray,
+    targets: np.ndarray,
+    *,
+    n_labels: int,
+    labels: Sequence[str],
+    multi_label: bool,
+    class_weighting: bool = True,
+    C: float | None = None,
+    seed: int = 0,
+    out_of_fold: bool = True,
+    report: Callable[[int, int], None] | None = None,
+) -> LinearHead:
+    """The linear probe on pooled vectors ``X`` (n, d).
+
+    ``C`` None: each value of ``HEAD_C_GRID`` is scored by k-fold cross-validation
+    (out-of-fold macro-F1, micro for multi-label; ties within 0.005 go to the lower
+    out-of-fold NLL) and the best refitted on all rows. With ``out_of_fold`` the
+    out-of-fold logits at the chosen C come back too, for calibration. Fewer than 10 rows:
+    no cross-validation, C = 1.
+    """
+    from learner.ml.strategies import one_blas_thread
+
+    X = np.asarray(X, dtype=np.float64)
+
+    def fit(rows: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
+        if multi_label:
+            return _fit_multi(X[rows], targets[rows], c, class_weighting, seed)
+        return _fit_single(X[rows], targets[rows], n_labels, c, class_weighting, seed)
+
+    everything = np.arange(len(X))
+    can_cv = len(X) >= 10 and (multi_label or len(np.unique(targets)) >= 2)
+    grid = [C] if C is not None else list(HEAD_C_GRID)
+    with one_blas_thread():
+        if not can_cv or (C is not None and not out_of_fold):
+            w, b = fit(everything, C or 1.0)
+            return LinearHead(w, b, C or 1.0)
+        folds = _folds(targets, HEAD_FOLDS, seed)
+        oof = {c: np.zeros((len(X), n_labels)) for c in grid}
+        done, total = 0, len(grid) * len(folds)
+        for train_rows, test_rows in folds:
+            for c in grid:
+                w, b = fit(train_rows, c)
+                oof[c][test_rows] = X[test_rows] @ w.T + b
+                done += 1
+                if report is not None:
+                    report(done, total)
+        scored = {c: score_logits(targets, oof[c], labels, multi_label=multi_label)
+                  for c in grid}
+        top = max(s for s, _ in scored.values())
+        best = min((c for c in grid if scored[c][0] >= top - 0.005), key=lambda c: scored[c][1])
+        w, b = fit(everything, best)
+    return LinearHead(w, b, best, cv={str(c): round(s, 4) for c, (s, _) in scored.items()},
+                      oof_logits=oof[best] if out_of_fold else None)
+
+
+# --------------------------------------------------------------------------- fine-tuning
+
+
+EncoderTrainer = Callable[..., tuple[PooledClassifier, list[dict[str, float]]]]
+"""``trainer(model, rung, *, data, config, labels, report) -> (model, history)``: fine-tunes
+``model`` in place or returns a new one. ``fine_tune`` is the local one; the Ray backend
+passes its data-parallel trainer."""
+
+
+@dataclass
+class FitData:
+    """Tokenized labeled data, split once per fit."""
+
+    ids: list[list[int]]
+    targets: np.ndarray
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    pad_id: int
+
+
+def fine_tune(
+    model: PooledClassifier,
+    rung: str,
+    *,
+    data: FitData,
+    config: TrainConfig,
+    labels: Sequence[str],
+    report: ProgressFn,
+    warm: bool = False,
+) -> tuple[PooledClassifier, list[dict[str, float]]]:
+    """Train the encoder (and head) in mode ``rung``; with a validation split, keep the
+    best epoch's weights (the starting point counts, so a rung that never helps comes back
+    as it started) and stop after ``early_stopping_patience`` epochs without improvement,
+    once the planned minimum of steps is done (``plan_epochs``; ``warm``: fewer)."""
+    cfg, k = config, len(labels)
+    device = next(model.parameters()).device
+    if rung == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        # target_modules None: peft's default for the architecture (query/value for BERT,
+        # q_lin/v_lin for DistilBERT, ...), so no parameter names are assumed here.
+        model.encoder = get_peft_model(model.encoder, LoraConfig(  # type: ignore[assignment]
+            r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+        ))
+    loss_fn = build_loss(cfg, data.targets[data.train_idx], k).to(device)
+    targets = target_tensor(data.targets, multi_label=cfg.multi_label)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg, lora=rung == "lora"))
+    epochs, _, total = plan_epochs(len(data.train_idx), cfg, warm=warm)
+    # A small validation split's score is noisy: early on it can stall for a few epochs
+    # while the encoder moves away from the probe, so no stop before the minimum.
+    min_steps = min(total, int(cfg.min_steps * (cfg.warm_start_step_fraction if warm else 1)))
+    from transformers import get_linear_schedule_with_warmup
+
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    val_ids = [data.ids[i] for i in data.val_idx]
+    val_targets = data.targets[data.val_idx]
+
+    def validate() -> tuple[float, float]:
+        logits, _ = forward_logits(model, val_ids, pad_id=data.pad_id,
+                                   batch_size=cfg.eval_batch_size, features=False)
+        return score_logits(val_targets, logits, labels, multi_label=cfg.multi_label)
+
+    history: list[dict[str, float]] = []
+    best: tuple[float, float] | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+    stale, step = 0, 0
+
+    def keep_best(score: float, loss: float) -> bool:
+        nonlocal best, best_state
+        if best is None or (score, -loss) > best:
+            best = (score, -loss)
+            best_state = {n: t.detach().to("cpu", copy=True)
+                          for n, t in model.state_dict().items()}
+            return True
+        return False
+
+    if len(data.val_idx) and cfg.lp_init:
+        score, loss = validate()
+        history.append({"epoch": -1.0, "val_score": score, "val_loss": loss})
+        keep_best(score, loss)
+
+    def on_step() -> None:
+        nonlocal step
+        step += 1
+        report("train", step, total)
+
+    for epoch in range(epochs):
+        if step >= total:
+            break
+        if rung == "gradual":
+            _set_gradual_trainable(model, epoch)
+        train_loss, _ = train_epoch(
+            model, optimizer, scheduler, data.ids, targets, data.train_idx, loss_fn,
+            pad_id=data.pad_id, batch_size=cfg.batch_size, max_grad_norm=cfg.max_grad_norm,
+            seed=cfg.seed + epoch, steps_left=total - step, on_step=on_step,
+        )
+        record = {"epoch": float(epoch), "train_loss": train_loss, "steps": float(step)}
+        if len(data.val_idx):
+            score, loss = validate()
+            record.update(val_score=score, val_loss=loss)
+            report("validate", epoch + 1, epochs)
+            stale = 0 if keep_best(score, loss) else stale + 1
+        history.append(record)
+        if len(data.val_idx) and stale >= cfg.early_stopping_patience and step >= min_steps:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    if rung == "gradual":
+        _set_gradual_trainable(model, _n_layers(model) + 1)
+    if rung == "lora":
+        model.encoder = model.encoder.merge_and_unload()  # type: ignore[operator]
+    model.eval()
+    return model, history
+
+
 # --------------------------------------------------------------------------- classifier
 
 
 class TextClassifier:
-    """A fine-tuned transformer classifier with the scikit-learn shape.
+    """A text classifier over a pretrained encoder, with the scikit-learn shape.
 
     ``y`` for ``fit``: single-label, a sequence of label indices (or label names);
     multi-label, an (n, k) 0/1 array, or a list with one sequence of label indices
-    (or names) per text. Learned attributes end in ``_``.
+    (or names) per text. Learned attributes end in ``_``: ``model_``, ``tokenizer_``,
+    ``pooling_``, ``temperature_``, ``thresholds_`` (multi-label), ``rung_`` (what the
+    ladder kept), ``metrics_``.
     """
 
     def __init__(self, config: TrainConfig, labels: Sequence[str]) -> None:
@@ -264,6 +668,17 @@ class TextClassifier:
 
     # -- fit ----------------------------------------------------------------
 
+    def _rungs(self, n_train: int, has_validation: bool) -> list[str]:
+        """The fine-tuning rungs to fit, cheapest first."""
+        cfg = self.config
+        if cfg.mode == "head":
+            return []
+        if cfg.mode != "auto":
+            return [cfg.mode]
+        if not has_validation or n_train < cfg.ladder_min_labels:
+            return []
+        return [r for r in RUNGS if r in cfg.ladder]
+
     def fit(
         self,
         texts: Sequence[str],
@@ -271,77 +686,122 @@ class TextClassifier:
         *,
         doc_ids: Sequence[Any] | None = None,
         progress: ProgressFn | None = None,
+        encoder_trainer: EncoderTrainer | None = None,
+        warm_start: str | Path | None = None,
+        keep_candidates: bool = False,
     ) -> TextClassifier:
+        """Fit on labelled ``texts``.
+
+        ``doc_ids`` key the stable validation split and the data fingerprint (the texts'
+        hashes without). ``warm_start``: a folder saved by an earlier fit of the same
+        labels' task (the previous round); with ``config.warm_start`` its encoder is the
+        fine-tuning rungs' start. ``keep_candidates`` keeps every rung's model in
+        ``candidates_`` (benchmarks compare them on test data).
+        """
         cfg, k = self.config, len(self.labels)
         started = time.perf_counter()
         report: ProgressFn = progress or (lambda phase, step, total: None)
         if len(self.labels) < 2 and not cfg.multi_label:
             raise ValueError("single-label classification needs at least two labels")
 
-        # Seed before the model is built: the new classifier layer's init is random.
+        # Seed before the model is built: the new head's init is random.
         seed_everything(cfg.seed)
-
-        # Data: targets, one tokenization, a validation split carved from the labels.
         targets = self._targets(y)
         if len(targets) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(targets)} targets")
-        device = pick_device(cfg.device)
-        path = cfg.model_name_or_path or default_model_path()
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        ids = tokenize_texts(texts, tokenizer, cfg.max_length)
-        train_idx, val_idx = train_validation_split(
-            targets, fraction=cfg.validation_fraction, seed=cfg.seed,
+        keys = [str(d) for d in doc_ids] if doc_ids is not None else text_ids(texts)
+        train_idx, val_idx = validation_split(
+            keys, targets, fraction=cfg.validation_fraction, seed=cfg.seed,
             min_examples=cfg.min_examples_for_validation,
         )
-        # Class weights come from the training split only: the validation split must
-        # not shape the loss it is used to judge.
-        weight: torch.Tensor | None = None
-        if cfg.multi_label:
-            if cfg.class_weighting:
-                weight = torch.as_tensor(pos_weights(targets[train_idx]))
-            loss_fn: nn.Module = nn.BCEWithLogitsLoss(pos_weight=weight)
-            target_tensor = torch.as_tensor(targets, dtype=torch.float32)
-        else:
-            if cfg.class_weighting:
-                weight = torch.as_tensor(class_weights(targets[train_idx], k))
-            loss_fn = nn.CrossEntropyLoss(weight=weight)
-            target_tensor = torch.as_tensor(targets, dtype=torch.long)
-        loss_fn.to(device)
-
-        # Model: the pretrained encoder plus a new classification head.
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path,
-            num_labels=k,
-            id2label=dict(enumerate(self.labels)),
-            label2id={label: i for i, label in enumerate(self.labels)},
-            problem_type=(
-                "multi_label_classification" if cfg.multi_label else "single_label_classification"
-            ),
-        ).to(device)
+        device = pick_device(cfg.device)
+        base, tokenizer = build_model(cfg, k)
+        base.to(device)
         self.tokenizer_ = tokenizer
+        self.pooling_ = base.pooling
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        data = FitData(tokenize_texts(texts, tokenizer, cfg.max_length), targets,
+                       train_idx, val_idx, pad_id)
 
-        if cfg.mode == "head":
-            history = self._fit_head(model, ids, pad_id, target_tensor, train_idx, val_idx,
-                                     loss_fn, device, report)
+        # The linear probe: the frozen encoder's pooled vectors, once for every label.
+        frozen = self._features(base, data, report)
+        rungs = self._rungs(len(train_idx), len(val_idx) > 0)
+        probe_rows = train_idx if (rungs and len(val_idx)) else np.arange(len(targets))
+        t0 = time.perf_counter()
+        probe = fit_linear_head(
+            frozen[probe_rows], targets[probe_rows], n_labels=k, labels=self.labels,
+            multi_label=cfg.multi_label, class_weighting=cfg.class_weighting, C=cfg.head_c,
+            seed=cfg.seed, report=lambda step, total: report("head", step, total),
+        )
+        candidates: dict[str, dict[str, Any]] = {"head": {
+            "C": probe.C, "cv": probe.cv, "seconds": round(time.perf_counter() - t0, 3),
+        }}
+        if rungs and len(val_idx):
+            candidates["head"].update(self._validation(probe.logits(frozen[val_idx]), data))
+
+        # The fine-tuning rungs, each from a fresh copy of the encoder (or the previous
+        # round's, warm) and the probe's head.
+        warm = warm_start is not None and cfg.warm_start and bool(rungs)
+        start = self._warm_start(str(warm_start), data, probe, device, report) if warm else None
+        init = self._init_head(frozen, data, probe) if rungs and start is None else probe
+        tuned: dict[str, PooledClassifier] = {}
+        histories: dict[str, list[dict[str, float]]] = {}
+        val_logits: dict[str, np.ndarray] = {}
+        for rung in rungs:
+            t0 = time.perf_counter()
+            model = copy.deepcopy(start if start is not None else base)
+            if cfg.lp_init and start is None:
+                _set_head(model, init.weight, init.bias)
+            trainer = encoder_trainer or fine_tune
+            extra = {"warm": True} if start is not None else {}
+            model, history = trainer(model, rung, data=data, config=cfg, labels=self.labels,
+                                     report=report, **extra)
+            tuned[rung], histories[rung] = model, history
+            candidates[rung] = {"seconds": round(time.perf_counter() - t0, 3), "warm": warm,
+                                "epochs": sum(1 for h in history if h["epoch"] >= 0)}
+            if len(val_idx):
+                val_logits[rung], _ = forward_logits(
+                    model, [data.ids[i] for i in val_idx], pad_id=pad_id,
+                    batch_size=cfg.eval_batch_size, features=False)
+                candidates[rung].update(self._validation(val_logits[rung], data))
+
+        # The pick: a forced mode keeps its rung; auto keeps the best validation score,
+        # the cheaper rung on a tie.
+        if cfg.mode == "auto":
+            order = ["head", *rungs]
+            pick = max(order, key=lambda r: (candidates[r].get("val_score", -1.0),
+                                             -order.index(r)))
         else:
-            model, history = self._fit_encoder(model, ids, pad_id, target_tensor, train_idx,
-                                               val_idx, loss_fn, device, report)
+            pick = rungs[0] if rungs else "head"
+        self.rung_ = pick
+
+        if keep_candidates:
+            self.candidates_ = {
+                rung: self._finished(m, fit_temperature(
+                    val_logits[rung], targets[val_idx], multi_label=cfg.multi_label))
+                for rung, m in tuned.items() if rung in val_logits}
+        if pick == "head":
+            model = base
+            if len(probe_rows) < len(targets):
+                # The probe was fitted on the training split to be compared; the model
+                # keeps every label.
+                probe = fit_linear_head(
+                    frozen, targets, n_labels=k, labels=self.labels,
+                    multi_label=cfg.multi_label, class_weighting=cfg.class_weighting,
+                    C=probe.C, seed=cfg.seed,
+                )
+            _set_head(model, probe.weight, probe.bias)
+            held_logits, held_targets = probe.oof_logits, targets
+            calibration_on = "cross-validation"
+        else:
+            model = tuned[pick]
+            held_logits, held_targets = val_logits.get(pick), targets[val_idx]
+            calibration_on = "validation"
+        del tuned
         model.eval()
         self.model_ = model
-
-        # Evaluate on the validation split with the final (best) weights.
-        self.thresholds_: np.ndarray | None = None
-        validation: dict[str, Any] | None = None
-        if len(val_idx):
-            val_probs = self._proba_ids([ids[i] for i in val_idx])[0]
-            val_true = targets[val_idx]
-            if cfg.multi_label:
-                self.thresholds_ = tune_thresholds(val_true, val_probs)
-            validation = evaluate(val_true, val_probs, self.labels, multi_label=cfg.multi_label,
-                                  thresholds=self.thresholds_)
-        elif cfg.multi_label:
-            self.thresholds_ = np.full(k, 0.5)
+        calibration, validation = self._calibrate(held_logits, held_targets, report)
+        calibration["on"] = calibration_on
 
         names = self._label_names(targets)
         self.classes_ = list(self.labels)
@@ -352,241 +812,124 @@ class TextClassifier:
             "n_train": int(len(train_idx)),
             "n_validation": int(len(val_idx)),
             "validation": validation,
-            "history": history,
+            "history": histories.get(pick, []),
+            "ladder": {"mode": cfg.mode, "pick": pick, "candidates": candidates},
+            "calibration": calibration,
             "fit_seconds": round(time.perf_counter() - started, 3),
             "device": str(device),
         }
         return self
 
-    def _fit_encoder(
-        self,
-        model: nn.Module,
-        ids: list[list[int]],
-        pad_id: int,
-        targets: torch.Tensor,
-        train_idx: np.ndarray,
-        val_idx: np.ndarray,
-        loss_fn: nn.Module,
-        device: torch.device,
-        report: ProgressFn,
-    ) -> tuple[nn.Module, list[dict[str, float]]]:
-        """full / gradual / lora: backprop through the encoder, early-stop per epoch."""
+    def _features(self, model: PooledClassifier, data: FitData, report: ProgressFn
+                  ) -> np.ndarray:
+        return forward_logits(
+            model, data.ids, pad_id=data.pad_id, batch_size=self.config.eval_batch_size,
+            report=lambda step, total: report("features", step, total),
+        )[1]
+
+    def _validation(self, logits: np.ndarray, data: FitData) -> dict[str, float]:
+        score, loss = score_logits(data.targets[data.val_idx], logits, self.labels,
+                                   multi_label=self.config.multi_label)
+        return {"val_score": round(score, 4), "val_loss": round(loss, 4)}
+
+    def _init_head(self, frozen: np.ndarray, data: FitData, probe: LinearHead) -> LinearHead:
+        """The head fine-tuning starts from: the probe, or, when cross-validation chose a
+        weakly regularised probe, one refitted at ``LP_INIT_MAX_C``. A probe that fits its
+        training labels perfectly (C of 30 or 100 on a few hundred unit-length vectors)
+        leaves the loss near zero, and fine-tuning from it learns almost nothing."""
+        if probe.C <= LP_INIT_MAX_C:
+            return probe
         cfg = self.config
-        if cfg.mode == "lora":
-            from peft import LoraConfig, TaskType, get_peft_model
+        return fit_linear_head(
+            frozen[data.train_idx], data.targets[data.train_idx], n_labels=len(self.labels),
+            labels=self.labels, multi_label=cfg.multi_label,
+            class_weighting=cfg.class_weighting, C=LP_INIT_MAX_C, seed=cfg.seed,
+            out_of_fold=False)
 
-            model = get_peft_model(model, LoraConfig(
-                task_type=TaskType.SEQ_CLS, r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
-                lora_dropout=cfg.lora_dropout, target_modules=["query", "value"],
-                modules_to_save=["classifier", "pooler"],
-            ))
-        optimizer = torch.optim.AdamW(param_groups(model, cfg))
-        steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
-        total = steps_per_epoch * cfg.epochs
-        scheduler = _warmup_scheduler(optimizer, total_steps=total, warmup_ratio=cfg.warmup_ratio)
-        train_lengths = [len(ids[i]) for i in train_idx]
-
-        history: list[dict[str, float]] = []
-        best: tuple[float, float] | None = None
-        best_state: dict[str, torch.Tensor] | None = None
-        stale, step = 0, 0
-        for epoch in range(cfg.epochs):
-            if cfg.mode == "gradual":
-                _set_gradual_trainable(model, epoch)
-            model.train()
-            running = 0.0
-            for batch_pos in bucketed_batches(train_lengths, cfg.batch_size, shuffle=True,
-                                              seed=cfg.seed + epoch):
-                rows = train_idx[batch_pos]
-                batch = pad_batch([ids[i] for i in rows], pad_id, device)
-                logits = model(**batch).logits
-                loss = loss_fn(logits, targets[rows].to(device))
-                loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                running += float(loss.detach())
-                step += 1
-                report("train", step, total)
-            record = {"epoch": float(epoch), "train_loss": running / max(1, steps_per_epoch)}
-
-            if len(val_idx):
-                score, val_loss = self._validation_score(model, ids, pad_id, targets, val_idx,
-                                                         loss_fn, device)
-                record.update(val_score=score, val_loss=val_loss)
-                report("validate", epoch + 1, cfg.epochs)
-                if best is None or (score, -val_loss) > best:
-                    best, stale = (score, -val_loss), 0
-                    best_state = {n: t.detach().to("cpu", copy=True)
-                                  for n, t in model.state_dict().items()}
-                else:
-                    stale += 1
-            history.append(record)
-            if len(val_idx) and stale >= cfg.early_stopping_patience:
-                break
-        if best_state is not None:
-            model.load_state_dict(best_state)
-        if cfg.mode == "gradual":
-            for param in model.parameters():
-                param.requires_grad_(True)
-        if cfg.mode == "lora":
-            model = model.merge_and_unload()  # type: ignore[operator]
-        return model, history
-
-    def _fit_head(
-        self,
-        model: nn.Module,
-        ids: list[list[int]],
-        pad_id: int,
-        targets: torch.Tensor,
-        train_idx: np.ndarray,
-        val_idx: np.ndarray,
-        loss_fn: nn.Module,
-        device: torch.device,
-        report: ProgressFn,
-    ) -> list[dict[str, float]]:
-        """Frozen encoder: featurize once, then train only the final linear layer."""
-        cfg = self.config
-        for param in model.parameters():
-            param.requires_grad_(False)
-        head = _final_linear(model)
-        if not isinstance(head, nn.Linear):
-            raise TypeError(f"head mode needs an nn.Linear classifier, got {type(head)}")
-        for param in head.parameters():
-            param.requires_grad_(True)
-        features = torch.as_tensor(self._forward(model, ids, pad_id, report=report)[1],
-                                   device=device)
-        targets = targets.to(device)
-        train_rows = torch.as_tensor(train_idx, device=device)
-        x, y = features[train_rows], targets[train_rows]
-
-        # On frozen features the head is a (multinomial or per-label) logistic regression:
-        # a convex problem, so full-batch L-BFGS reaches its optimum in well under a
-        # second with no learning rate, epochs or early stopping to tune, and the fit is
-        # deterministic. L2 on the weights (not the bias) with sklearn's meaning of C:
-        # minimise mean loss + ||W||^2 / (2 C n).
-        l2 = 1.0 / (cfg.head_c * max(1, len(train_rows)))
-        optimizer = torch.optim.LBFGS(
-            [head.weight, head.bias], lr=1.0, max_iter=cfg.head_max_iter, history_size=20,
-            tolerance_grad=1e-6, tolerance_change=1e-9, line_search_fn="strong_wolfe",
+    def _warm_start(self, folder: str, data: FitData, probe: LinearHead,
+                    device: torch.device, report: ProgressFn) -> PooledClassifier | None:
+        """The previous round's encoder with a probe fitted on its own vectors of the
+        training split (the label set may have changed since), or None when the folder is
+        not a model of the same base (then the rungs start cold)."""
+        try:
+            meta = read_meta(folder)
+            if meta["config"].get("model_name_or_path") != self.config.model_name_or_path:
+                return None
+            model, _ = build_model(self.config, len(self.labels), path=folder)
+        except (OSError, ValueError, KeyError):
+            return None
+        model.to(device)
+        vectors = self._features(model, data, report)[data.train_idx]
+        warm_probe = fit_linear_head(
+            vectors, data.targets[data.train_idx], n_labels=len(self.labels),
+            labels=self.labels, multi_label=self.config.multi_label,
+            class_weighting=self.config.class_weighting, C=min(probe.C, LP_INIT_MAX_C),
+            seed=self.config.seed, out_of_fold=False,
         )
-        evaluations, last_loss = 0, float("nan")
+        _set_head(model, warm_probe.weight, warm_probe.bias)
+        return model
 
-        def closure() -> torch.Tensor:
-            nonlocal evaluations, last_loss
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(head(x), y) + 0.5 * l2 * head.weight.pow(2).sum()
-            loss.backward()
-            evaluations, last_loss = evaluations + 1, float(loss.detach())
-            report("train", min(evaluations, cfg.head_max_iter), cfg.head_max_iter)
-            return loss
+    def _calibrate(self, held_logits: np.ndarray | None, held_targets: np.ndarray,
+                   report: ProgressFn) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """Fits the temperature (and multi-label thresholds) on held-out logits; returns
+        the calibration record and the held-out metrics after it."""
+        cfg, k = self.config, len(self.labels)
+        calibration: dict[str, Any] = {"temperature": 1.0}
+        self.thresholds_: np.ndarray | None = np.full(k, 0.5) if cfg.multi_label else None
+        validation: dict[str, Any] | None = None
+        if held_logits is not None and len(held_logits):
+            report("calibrate", 0, 1)
+            temperature = fit_temperature(held_logits, held_targets,
+                                          multi_label=cfg.multi_label) if cfg.calibrate else 1.0
+            calibrated = held_logits / temperature
+            if cfg.multi_label:
+                self.thresholds_ = tune_thresholds(held_targets,
+                                                   activate(calibrated, multi_label=True))
+            cut = 0.5 if self.thresholds_ is None else self.thresholds_
+            calibration.update(
+                temperature=round(temperature, 5), n=int(len(held_logits)),
+                ece_before=round(ece_of(held_logits, held_targets,
+                                        multi_label=cfg.multi_label), 4),
+                ece_after=round(ece_of(calibrated, held_targets, multi_label=cfg.multi_label,
+                                       thresholds=cut), 4),
+            )
+            self.model_.temperature.fill_(temperature)
+            validation = evaluate(held_targets, activate(calibrated, multi_label=cfg.multi_label),
+                                  self.labels, multi_label=cfg.multi_label,
+                                  thresholds=self.thresholds_)
+            report("calibrate", 1, 1)
+        self.temperature_ = float(self.model_.temperature)
+        return calibration, validation
 
-        optimizer.step(closure)
-        report("train", cfg.head_max_iter, cfg.head_max_iter)
-        record = {"epoch": 0.0, "train_loss": last_loss, "lbfgs_evaluations": float(evaluations)}
-        if len(val_idx):
-            with torch.inference_mode():
-                logits = head(features[torch.as_tensor(val_idx, device=device)])
-                record["val_loss"] = float(loss_fn(logits, targets[val_idx]))
-                probs = self._activate(logits).float().cpu().numpy()
-            record["val_score"] = self._score(targets[val_idx].cpu().numpy(), probs)
-        return [record]
-
-    def _validation_score(
-        self,
-        model: nn.Module,
-        ids: list[list[int]],
-        pad_id: int,
-        targets: torch.Tensor,
-        val_idx: np.ndarray,
-        loss_fn: nn.Module,
-        device: torch.device,
-    ) -> tuple[float, float]:
-        """(score, loss) on the validation split; score is macro-F1 (micro for multi)."""
-        logits = self._forward(model, [ids[i] for i in val_idx], pad_id, logits_only=True)[0]
-        logits_t = torch.as_tensor(logits, device=device)
-        with torch.inference_mode():
-            val_loss = float(loss_fn(logits_t, targets[val_idx].to(device)))
-            probs = self._activate(logits_t).float().cpu().numpy()
-        return self._score(targets[val_idx].cpu().numpy(), probs), val_loss
-
-    def _score(self, truth: np.ndarray, probs: np.ndarray) -> float:
-        # Macro-F1 rather than accuracy: on imbalanced labels accuracy rewards ignoring
-        # the rare classes, which are the ones active learning is trying to find.
-        result = evaluate(truth, probs, self.labels, multi_label=self.config.multi_label)
-        return float(result["micro_f1"] if self.config.multi_label else result["macro_f1"])
+    def _finished(self, model: PooledClassifier, temperature: float) -> TextClassifier:
+        """Another rung's model as a fitted classifier, calibrated on the validation split
+        (single-label; benchmarks compare rungs with it)."""
+        other = copy.copy(self)
+        model.eval()
+        other.model_, other.temperature_, other.thresholds_ = model, temperature, None
+        return other
 
     # -- inference ------------------------------------------------------------
-
-    def _activate(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(logits) if self.config.multi_label else torch.softmax(logits, dim=-1)
-
-    def _forward(
-        self,
-        model: nn.Module,
-        ids: list[list[int]],
-        pad_id: int,
-        *,
-        logits_only: bool = False,
-        dropout: bool = False,
-        report: ProgressFn | None = None,
-        batch_size: int | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(logits (n, k), features (n, d)) in input order, one pass over the model.
-
-        Features are the input of the head's final linear layer (for BERT: the pooler
-        output), caught with a forward hook so any ``...ForSequenceClassification``
-        works. ``dropout=True`` keeps dropout active (MC dropout); gradients are off.
-        """
-        head: Any = _final_linear(model)  # nn.Linear, or a quantized Linear
-        device = next(model.parameters()).device
-        n, k = len(ids), len(self.labels)
-        logits_out = np.zeros((n, k), dtype=np.float32)
-        width = 0 if logits_only else int(head.in_features)
-        feats_out = np.zeros((n, width), dtype=np.float32)
-        caught: list[torch.Tensor] = []
-        hook = None if logits_only else head.register_forward_hook(
-            lambda module, inputs, output: caught.append(inputs[0])
-        )
-        was_training = model.training
-        model.train(dropout)
-        batches = list(bucketed_batches([len(x) for x in ids],
-                                        batch_size or self.config.eval_batch_size))
-        try:
-            with torch.inference_mode():
-                for b, idx in enumerate(batches):
-                    batch = pad_batch([ids[i] for i in idx], pad_id, device)
-                    logits_out[idx] = model(**batch).logits.float().cpu().numpy()
-                    if hook is not None:
-                        feats_out[idx] = caught.pop().float().cpu().numpy()
-                    if report is not None:
-                        report("features", b + 1, len(batches))
-        finally:
-            if hook is not None:
-                hook.remove()
-            model.train(was_training)
-        return logits_out, feats_out
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
             raise RuntimeError("this TextClassifier is not fitted: call fit() or load()")
 
-    def _ids(self, texts: Sequence[str], max_length: int | None = None
-             ) -> tuple[list[list[int]], int]:
+    def _ids(self, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
         self._check_fitted()
-        pad_id = self.tokenizer_.pad_token_id
-        ids = tokenize_texts(texts, self.tokenizer_, max_length or self.config.max_length)
-        return ids, pad_id or 0
+        return tokenize_texts(texts, self.tokenizer_, max_length or self.config.max_length)
 
-    def _proba_ids(self, ids: list[list[int]], batch_size: int | None = None
-                   ) -> tuple[np.ndarray, np.ndarray]:
-        pad_id = self.tokenizer_.pad_token_id or 0
-        logits, feats = self._forward(self.model_, ids, pad_id, batch_size=batch_size)
-        return self._activate(torch.from_numpy(logits)).numpy(), feats
+    @property
+    def _pad_id(self) -> int:
+        return self.tokenizer_.pad_token_id or 0
+
+    def activate(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities (float32) from raw logits."""
+        return activate(logits / self.temperature_,
+                        multi_label=self.config.multi_label).astype(np.float32)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """(n, k) float32: softmax rows (single-label) or per-label sigmoids (multi)."""
+        """(n, k) float32, calibrated: softmax rows (single-label) or per-label sigmoids."""
         return self.proba_and_embed(texts)[0]
 
     def proba_and_embed(
@@ -601,8 +944,16 @@ class TextClassifier:
         ``batch_size`` / ``max_length`` override the config's ``eval_batch_size`` /
         ``max_length`` (a scorer may batch wider than training did).
         """
-        ids, _ = self._ids(texts, max_length)
-        return self._proba_ids(ids, batch_size)
+        ids = self._ids(texts, max_length)
+        logits, feats = forward_logits(self.model_, ids, pad_id=self._pad_id,
+                                       batch_size=batch_size or self.config.eval_batch_size)
+        return self.activate(logits), feats
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, k) raw logits (before the temperature)."""
+        ids = self._ids(texts)
+        return forward_logits(self.model_, ids, pad_id=self._pad_id,
+                              batch_size=self.config.eval_batch_size, features=False)[0]
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         """Single-label: (n,) label indices. Multi-label: (n, k) 0/1 via ``thresholds_``."""
@@ -613,26 +964,28 @@ class TextClassifier:
         return probs.argmax(axis=1)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """(n, d) float32: the pooled representation the fine-tuned head classifies."""
+        """(n, d) float32: the pooled vector the head classifies."""
         return self.proba_and_embed(texts)[1]
 
     def mc_dropout_proba(
         self, texts: Sequence[str], n_samples: int = 10, seed: int = 0
     ) -> np.ndarray:
-        """(n_samples, n, k) probabilities with dropout left on (for BALD).
+        """(n_samples, n, k) calibrated probabilities with dropout left on (for BALD).
 
         The global torch RNG is forked, so calling this does not disturb other code's
         random streams, and the same ``seed`` gives the same samples.
         """
-        ids, pad_id = self._ids(texts)
+        ids = self._ids(texts)
         out = np.zeros((n_samples, len(ids), len(self.labels)), dtype=np.float32)
-        devices = [d for d in [next(self.model_.parameters()).device] if d.type == "cuda"]
+        device = next(self.model_.parameters()).device
+        devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             for t in range(n_samples):
                 torch.manual_seed(seed + t)
-                logits, _ = self._forward(self.model_, ids, pad_id, logits_only=True,
-                                          dropout=True)
-                out[t] = self._activate(torch.from_numpy(logits)).numpy()
+                logits, _ = forward_logits(self.model_, ids, pad_id=self._pad_id,
+                                           batch_size=self.config.eval_batch_size,
+                                           features=False, dropout=True)
+                out[t] = self.activate(logits)
         return out
 
     # -- labels -----------------------------------------------------------------
@@ -668,22 +1021,41 @@ class TextClassifier:
     # -- artifact -----------------------------------------------------------------
 
     def save(self, path: str | Path, *, metrics: dict[str, Any] | None = None) -> Path:
-        """Write a folder that ``AutoModelForSequenceClassification`` loads as is.
+        """Write the model folder.
 
-        Safetensors weights + ``config.json`` (with ``id2label``), the tokenizer, and
-        ``labelwise.json`` (labels, TrainConfig, metrics, thresholds, data fingerprint).
+        The encoder (safetensors + ``config.json``) with its tokenizer and the
+        sentence-transformers files naming its pooling (``modules.json``, ``1_Pooling``),
+        so ``SentenceTransformer(folder)`` gives the vectors the head reads; the head and
+        temperature in ``labelwise_head.safetensors``; ``labelwise.json`` (labels,
+        TrainConfig, pooling, temperature, thresholds, metrics, data fingerprint).
         ``metrics`` (e.g. a holdout evaluation) are stored beside the fit's own.
         """
+        from safetensors.torch import save_file
+
         self._check_fitted()
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
-        self.model_.save_pretrained(out, safe_serialization=True)
+        self.model_.encoder.save_pretrained(out, safe_serialization=True)
+        # Truncation at the round's max_length for anything that reads the tokenizer alone.
+        self.tokenizer_.model_max_length = self.config.max_length
         self.tokenizer_.save_pretrained(out)
+        hidden = int(self.model_.encoder.config.hidden_size)
+        self.pooling_.write_sentence_transformers(out, hidden_size=hidden,
+                                                  max_length=self.config.max_length)
+        head = self.model_.head
+        save_file({
+            "weight": head.weight.detach().cpu().contiguous(),
+            "bias": head.bias.detach().cpu().contiguous(),
+            "temperature": self.model_.temperature.detach().cpu().reshape(1),
+        }, str(out / HEAD_FILE))
         write_meta(out, {
             "labels": self.labels,
             "label2id": {label: i for i, label in enumerate(self.labels)},
             "multi_label": self.config.multi_label,
             "config": self.config.to_dict(),
+            "pooling": self.pooling_.to_dict(),
+            "temperature": self.temperature_,
+            "rung": self.rung_,
             "metrics": {**self.metrics_, **(metrics or {})},
             "thresholds": (
                 None if self.thresholds_ is None else [float(t) for t in self.thresholds_]
@@ -695,15 +1067,30 @@ class TextClassifier:
     @classmethod
     def load(cls, path: str | Path, *, device: str | None = None) -> TextClassifier:
         """Inverse of ``save``; ``device`` overrides the stored one (None: auto)."""
+        from safetensors.torch import load_file
+
         meta = read_meta(path)
         config = TrainConfig.from_dict(meta["config"])
         clf = cls(config, meta["labels"])
         clf.tokenizer_ = AutoTokenizer.from_pretrained(str(path))
-        model = AutoModelForSequenceClassification.from_pretrained(str(path))
+        clf.pooling_ = Pooling.from_dict(meta["pooling"])
+        model = PooledClassifier.from_pretrained(str(path), clf.pooling_, len(clf.labels),
+                                                 dropout=config.dropout)
+        head = load_file(str(Path(path) / HEAD_FILE))
+        _set_head(model, head["weight"].numpy(), head["bias"].numpy())
+        model.temperature.fill_(float(head["temperature"][0]))
         clf.model_ = model.to(pick_device(device or config.device)).eval()
+        clf.temperature_ = float(model.temperature)
         thresholds = meta.get("thresholds")
         clf.thresholds_ = None if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+        clf.rung_ = meta.get("rung", config.mode)
         clf.metrics_ = meta.get("metrics", {})
         clf.data_fingerprint_ = meta["data_fingerprint"]
         clf.classes_ = list(clf.labels)
         return clf
+
+
+def _set_head(model: PooledClassifier, weight: np.ndarray, bias: np.ndarray) -> None:
+    with torch.no_grad():
+        model.head.weight.copy_(torch.as_tensor(np.asarray(weight), dtype=torch.float32))
+        model.head.bias.copy_(torch.as_tensor(np.asarray(bias), dtype=torch.float32))

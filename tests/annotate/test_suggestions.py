@@ -24,9 +24,9 @@ def predicted(project, documents):  # type: ignore[no-untyped-def]
     return project
 
 
-def suggestions(project, on: bool) -> None:  # type: ignore[no-untyped-def]
+def suggestions(project, on: bool, threshold: float = 0.6) -> None:  # type: ignore[no-untyped-def]
     LearnerSettings.objects.update_or_create(project=project, defaults={
-        "show_suggestions": on, "random_share": 0})
+        "show_suggestions": on, "random_share": 0, "suggestion_threshold": threshold})
     selectors.queue_plan_forget(project.pk)
 
 
@@ -51,6 +51,16 @@ def test_no_suggestion_when_turned_off(client, predicted, annotator):
     suggestions(predicted, on=False)
     html = page(client, predicted, annotator)
     assert "Model suggests" not in html and not suggested_button(html, predicted)
+
+
+def test_no_suggestion_below_the_leads_confidence_threshold(client, predicted, annotator):
+    """The round's confidences are calibrated: below the threshold the model is right too
+    rarely for its suggestion to help."""
+    suggestions(predicted, on=True, threshold=0.9)
+    html = page(client, predicted, annotator)
+    assert "Model suggests" not in html and not suggested_button(html, predicted)
+    suggestions(predicted, on=True, threshold=0.83)
+    assert "Model suggests: <strong>tech</strong> (83%)" in page(client, predicted, annotator)
 
 
 def test_suggestion_shows_the_latest_rounds_label_and_confidence(client, predicted, annotator):

@@ -1,6 +1,7 @@
 """Predictions through the API, and model exports that other programs load: the zips are
-downloaded through the API, unzipped, and loaded with plain transformers.pipeline and
-onnxruntime, which must give the API's own predictions. A real round with the tiny BERT."""
+downloaded through the API, unzipped, and loaded with SetFit (one call), sentence-
+transformers and onnxruntime, which must give the API's own predictions. A real round with
+the tiny BERT."""
 
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ def test_hf_and_onnx_exports_load_elsewhere_and_predict_as_the_api(
     trained_round, clients, tmp_path
 ):
     import onnxruntime
-    from transformers import AutoTokenizer, pipeline
+    from transformers import AutoTokenizer
 
     project, lead = trained_round.project, clients["lead"]
     api = predict(lead, project, TEXTS)
@@ -108,34 +109,43 @@ def test_hf_and_onnx_exports_load_elsewhere_and_predict_as_the_api(
     folder = export_and_download(lead, project, trained_round, "hf", tmp_path / "hf")
     assert (folder / "model.safetensors").exists()
     assert not list(folder.glob("*.npy")), "pool embeddings are no part of the model"
-    config = json.loads((folder / "config.json").read_text())
-    assert config["id2label"] == {str(i): n for i, n in enumerate(api["labels"])}
-    assert config["label2id"] == {n: i for i, n in enumerate(api["labels"])}
-    classify = pipeline("text-classification", model=str(folder), top_k=None, device="cpu")
-    outputs = classify(TEXTS, truncation=True)
-    assert [max(o, key=lambda x: x["score"])["label"] for o in outputs] == api_labels
-    pipe_probs = np.array([[{x["label"]: x["score"] for x in o}[n] for n in api["labels"]]
-                           for o in outputs])
-    assert np.allclose(pipe_probs, api_probs, atol=1e-4)
+    # One documented call loads the whole model, and it predicts as the API does.
+    from setfit import SetFitModel
+
+    model = SetFitModel.from_pretrained(str(folder))
+    setfit_probs = np.asarray(model.predict_proba(TEXTS, as_numpy=True))
+    assert np.allclose(setfit_probs, api_probs, atol=1e-4)
+    assert list(model.predict(TEXTS)) == api_labels
+    # The folder is a sentence-transformers model: the vectors the head reads.
+    from sentence_transformers import SentenceTransformer
+
+    vectors = SentenceTransformer(str(folder), device="cpu").encode(TEXTS)
+    reference = TextClassifier.load(trained_round.artifact_path).embed(TEXTS)
+    assert np.allclose(vectors, reference, atol=1e-5)
     card = json.loads((folder / "model_card.json").read_text())
     assert card["data_fingerprint"] == trained_round.data_fingerprint
     assert card["label_counts_are_the_rounds"] is True
     assert sum(card["label_counts"].values()) == trained_round.n_train
-    assert card["guideline_version"] == 1 and card["training_mode"] == "full"
+    assert card["guideline_version"] == 1
+    assert card["training_mode"] == trained_round.fit["rung"]
+    assert card["ladder"]["pick"] == trained_round.fit["rung"]
+    assert card["calibration"]["temperature"] > 0
+    assert card["pooling"]["modes"] == ["mean"]
     assert card["hyperparameters"]["epochs"] == 2
     assert card["holdout_metrics"]["accuracy"] == trained_round.metrics["accuracy"]
     readme = (folder / "README.md").read_text()
-    assert "pipeline_tag: text-classification" in readme and "## Limitations" in readme
+    assert "library_name: setfit" in readme and "## Limitations" in readme
+    assert "SetFitModel.from_pretrained" in readme
 
     onnx_folder = export_and_download(lead, project, trained_round, "onnx", tmp_path / "onnx")
     assert not list(onnx_folder.glob("*.safetensors"))
     tokenizer = AutoTokenizer.from_pretrained(str(onnx_folder))
     session = onnxruntime.InferenceSession(str(onnx_folder / "model.onnx"),
                                            providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask"]
     batch = tokenizer(TEXTS, truncation=True, padding=True, return_tensors="np")
-    logits = session.run(["logits"], {i.name: batch[i.name] for i in session.get_inputs()})[0]
-    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-    onnx_probs = exp / exp.sum(axis=1, keepdims=True)
+    onnx_probs = session.run(["probabilities"], {k: batch[k] for k in
+                                                 ("input_ids", "attention_mask")})[0]
     assert [api["labels"][j] for j in onnx_probs.argmax(axis=1)] == api_labels
     assert np.allclose(onnx_probs, api_probs, atol=1e-4)
     onnx_card = json.loads((onnx_folder / "model_card.json").read_text())
@@ -165,10 +175,10 @@ def test_hf_and_onnx_exports_load_elsewhere_and_predict_as_the_api(
     assert again["status"] == "done" and ExportJob.objects.filter(format="hf").count() == 1
 
 
-def test_multi_label_export_matches_with_sigmoid_and_the_card_thresholds(
+def test_multi_label_export_matches_with_the_card_thresholds(
     lead, annotator, clients, tiny_model_dir, settings, tmp_path
 ):
-    from transformers import pipeline
+    from setfit import SetFitModel
 
     settings.LABELWISE_ARTIFACT_DIR = tmp_path / "artifacts"
     settings.DATA_DIR = tmp_path
@@ -183,11 +193,13 @@ def test_multi_label_export_matches_with_sigmoid_and_the_card_thresholds(
     folder = export_and_download(clients["lead"], project, round, "hf", tmp_path / "hf")
     card = json.loads((folder / "model_card.json").read_text())
     assert card["task"] == "multi_label_classification" and len(card["thresholds"]) == 3
-    classify = pipeline("text-classification", model=str(folder), top_k=None,
-                        function_to_apply="sigmoid", device="cpu")
-    cut = dict(zip(card["labels"], card["thresholds"], strict=True))
-    chosen = [sorted(x["label"] for x in out if x["score"] >= cut[x["label"]])
-              for out in classify(TEXTS, truncation=True)]
+    probs = np.asarray(SetFitModel.from_pretrained(str(folder)).predict_proba(
+        TEXTS, as_numpy=True))
+    api_probs = np.array([[p["probabilities"][n] for n in api["labels"]]
+                          for p in api["predictions"]])
+    assert np.allclose(probs, api_probs, atol=1e-4)
+    cut = np.asarray(card["thresholds"])
+    chosen = [sorted(card["labels"][j] for j in np.flatnonzero(row >= cut)) for row in probs]
     assert chosen == [sorted(p["labels"]) for p in api["predictions"]]
 
 

@@ -7,7 +7,7 @@ from api.models import ExportJob
 
 
 def test_lead_queues_an_export_from_the_round_page(client, lead, project, done_round, tmp_path):
-    (tmp_path / "labelwise.json").write_text("{}")
+    (tmp_path / "labelwise.json").write_text('{"format_version": 2}')
     done_round.artifact_path = str(tmp_path)
     done_round.save()
     client.force_login(lead)

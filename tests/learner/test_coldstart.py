@@ -37,15 +37,15 @@ def test_cold_start_orders_the_first_queue_and_feeds_the_refresh(
     predictions = Prediction.objects.filter(round=cold)
     assert predictions.count() == 60
     assert all(p.labels == [] and p.probs == [] for p in predictions)
-    picks = list(predictions.filter(score__gt=0).order_by("-score"))
+    picks = list(predictions.filter(rank__isnull=False).order_by("rank"))
     assert 1 <= len(picks) <= 60 and cold.timings["picked"] == len(picks)
-    # The rest follow in a random order of distinct scores: no tied group for the queue's
-    # index walk to sort.
-    rest = list(predictions.filter(score__lte=0).values_list("score", flat=True))
-    assert len(rest) == 60 - len(picks) and len(set(rest)) == len(rest)
-    assert all(-1 < score <= 0 for score in rest)
+    assert [p.rank for p in picks] == list(range(len(picks)))
+    # Behind the picks every document has a distinct random score: no tied group for the
+    # queue's index walk to sort.
+    scores = list(predictions.values_list("score", flat=True))
+    assert len(set(scores)) == 60 and all(-1 < score <= 0 for score in scores)
 
-    # The first document handed out is the k-means pick, not the random order's first.
+    # The first documents handed out are the k-means picks, in pick order.
     first = queue.assignment_next(user=annotator, project=project)
     assert first.pk == picks[0].document_id
     assert Worker(name="test").run_once() is False  # no second cold start
@@ -59,3 +59,8 @@ def test_cold_start_orders_the_first_queue_and_feeds_the_refresh(
     assert refresh_project(project) > 0
     refreshed = Prediction.objects.filter(round=cold, document__final_labels__isnull=True)
     assert all(len(p.probs) == 3 and p.labels for p in refreshed)
+    # ... and selects the next batch with the project's strategy: only open documents.
+    batch = list(refreshed.filter(rank__isnull=False).order_by("rank"))
+    assert batch and [p.rank for p in batch] == list(range(len(batch)))
+    assert not Prediction.objects.filter(round=cold, rank__isnull=False,
+                                         document__final_labels__isnull=False).exists()

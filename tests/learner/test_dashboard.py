@@ -26,12 +26,13 @@ ACCESS = {
     "dashboard": WATCHERS,
     "progress": WATCHERS,
     "train": LEAD,
+    "adapt": LEAD,
     "rounds": WATCHERS,
     "round": WATCHERS,
     "round_cancel": LEAD,
     "settings": LEAD,
 }
-POST_ONLY = {"train", "round_cancel"}
+POST_ONLY = {"train", "adapt", "round_cancel"}
 
 
 @pytest.fixture
@@ -242,7 +243,7 @@ def test_settings_form_saves_and_the_queue_plan_is_recomputed(
         "model_name": "/models/minilm", "mode": "head", "strategy": "entropy",
         "random_share": "0.25", "max_length": "64", "epochs": "2", "learning_rate": "3e-5",
         "batch_size": "8", "train_every_labels": "20", "train_every_minutes": "30",
-        "show_suggestions": "on",
+        "show_suggestions": "on", "suggestion_threshold": "0.8",
     }
     response = client.post(_url("settings", project), data)
     assert response.status_code == 302
@@ -251,6 +252,10 @@ def test_settings_form_saves_and_the_queue_plan_is_recomputed(
         "head", "entropy", 0.25, 2)
     assert saved.show_suggestions and saved.model_name == "/models/minilm"
     assert annotate_selectors.queue_plan(project).random_share == 0.25
+    assert annotate_selectors.queue_plan(project).suggestion_threshold == 0.8
+    # Blank epochs: the label count decides (early stopping on validation).
+    client.post(_url("settings", project), {**data, "epochs": ""})
+    assert LearnerSettings.objects.get(project=project).epochs is None
 
     bad = client.post(_url("settings", project), {**data, "random_share": "1.5",
                                                    "strategy": "nonsense"})

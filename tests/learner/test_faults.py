@@ -38,7 +38,7 @@ def test_sigkill_mid_round_is_recovered_and_labels_during_the_round_are_kept(
 ):
     project = labelled_project
     # Enough epochs that the round is certainly still training when it is killed.
-    LearnerSettings.objects.filter(project=project).update(epochs=500)
+    LearnerSettings.objects.filter(project=project).update(mode="full", epochs=500)
     round = services.round_request(project=project)
     worker = subprocess.Popen(
         [sys.executable, str(REPO_ROOT / "manage.py"), "learner", "--poll", "0.2"],
@@ -65,7 +65,8 @@ def test_sigkill_mid_round_is_recovered_and_labels_during_the_round_are_kept(
 
     # The next worker finds the silent round, requeues it and runs it to the end.
     time.sleep(1.5)
-    Round.objects.filter(pk=round.pk).update(config={**round.config, "epochs": 1})
+    Round.objects.filter(pk=round.pk).update(
+        config={**round.config, "train": {**round.config["train"], "epochs": 1}})
     assert Worker(name="next", heartbeat_timeout=timedelta(seconds=1)).run_once() is True
     round.refresh_from_db()
     assert round.status == "done", round.traceback

@@ -98,25 +98,55 @@ def test_a_round_with_one_class_fails_with_a_clear_error(project, lead, tiny_mod
     assert failed.status == "failed" and "two classes" in failed.error
 
 
-def test_after_a_round_the_queue_hands_out_the_highest_scored_document_first(
+def test_after_a_round_the_queue_hands_out_the_strategys_batch_then_the_scores(
     labelled_project, annotator
 ):
     from annotate import services as queue
 
-    # No exploration picks: this test is about the scored order (10% random made it flaky).
-    LearnerSettings.objects.filter(project=labelled_project).update(random_share=0)
+    # No exploration picks: this test is about the selected order (10% random made it flaky).
+    # A round every 10 labels: the batch is the next 10.
+    LearnerSettings.objects.filter(project=labelled_project).update(
+        random_share=0, train_every_labels=10)
     before = queue.assignment_next(user=annotator, project=labelled_project)
     queue.assignment_skip(user=annotator, project=labelled_project, document_id=before.pk)
     services.round_request(project=labelled_project)
-    Worker(name="test").run_once()
+    Worker(name="test", refresh=False).run_once()
     done = Round.objects.get(project=labelled_project)
-    handed = [queue.assignment_next(user=annotator, project=labelled_project)]
-    queue.annotation_submit(user=annotator, project=labelled_project,
-                            document_id=handed[0].pk, label_ids=[handed[0].predictions.first()
-                                                                 .labels[0]])
-    handed.append(queue.assignment_next(user=annotator, project=labelled_project))
-    ranked = list(
-        Prediction.objects.filter(round=done, score__isnull=False).exclude(document=before)
-        .order_by("-score").values_list("document_id", flat=True)[:2]
+    assert done.status == "done", done.traceback
+    batch = list(Prediction.objects.filter(round=done, rank__isnull=False).order_by("rank")
+                 .values_list("document_id", flat=True))
+    assert done.timings["selected"] == len(batch) > 0
+    handed = []
+    for _ in range(len(batch) + 2):
+        document = queue.assignment_next(user=annotator, project=labelled_project)
+        handed.append(document.pk)
+        queue.annotation_submit(user=annotator, project=labelled_project,
+                                document_id=document.pk,
+                                label_ids=[document.predictions.first().labels[0]])
+    expected = [d for d in batch if d != before.pk]
+    assert handed[:len(expected)] == expected
+    # After the batch, the per-document scores decide.
+    rest = list(
+        Prediction.objects.filter(round=done, score__isnull=False)
+        .exclude(document_id__in=[*batch, before.pk])
+        .order_by("-score", "-document_id").values_list("document_id", flat=True)[:2]
     )
-    assert [d.pk for d in handed] == ranked
+    assert handed[len(expected):len(expected) + 2] == rest
+
+
+def test_every_strategy_a_lead_can_pick_selects_a_batch_in_the_live_queue(labelled_project):
+    from learner.views import LearnerSettingsForm
+
+    offered = [value for value, _ in LearnerSettingsForm.base_fields["strategy"].choices]
+    assert {"least_confidence", "margin", "entropy", "bald", "badge", "cal", "kmeans",
+            "random"} == set(offered)
+    for number, name in enumerate(offered, start=1):
+        LearnerSettings.objects.filter(project=labelled_project).update(strategy=name)
+        services.round_request(project=labelled_project)
+        Worker(name="test").run_once()
+        done = Round.objects.get(project=labelled_project, number=number)
+        assert done.status == "done", (name, done.traceback)
+        ranks = list(Prediction.objects.filter(round=done, rank__isnull=False)
+                     .order_by("rank").values_list("rank", "document__final_labels"))
+        assert ranks and [r for r, _ in ranks] == list(range(len(ranks))), name
+        assert all(final is None for _, final in ranks), name

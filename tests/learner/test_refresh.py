@@ -12,9 +12,10 @@ from annotate import selectors
 from annotate import services as annotate_services
 from annotate.models import Document, Project, text_hash
 from learner import services
+from learner.embeddings import EMBEDDING_IDS_FILE, EMBEDDINGS_FILE
 from learner.models import LearnerSettings, Prediction, Round
 from learner.pipeline import artifact_dir, score_pool
-from learner.refresh import EMBEDDING_IDS_FILE, EMBEDDINGS_FILE, refresh_due, refresh_project
+from learner.refresh import refresh_due, refresh_project
 from learner.worker import Worker
 from tests.learner.test_pipeline import labelled_project  # noqa: F401 - shared fixture
 

@@ -37,9 +37,12 @@ class LocalBackend:
         *,
         doc_ids: Sequence[Any] | None = None,
         progress: ProgressFn | None = None,
+        warm_start: str | None = None,
     ) -> TextClassifier:
-        """Fit a new classifier on the labeled texts (``y`` as in ``TextClassifier.fit``)."""
-        return TextClassifier(config, labels).fit(texts, y, doc_ids=doc_ids, progress=progress)
+        """Fit a new classifier on the labeled texts (``y``, ``warm_start`` as in
+        ``TextClassifier.fit``)."""
+        return TextClassifier(config, labels).fit(texts, y, doc_ids=doc_ids, progress=progress,
+                                                  warm_start=warm_start)
 
     def score_chunks(
         self,

@@ -13,15 +13,16 @@ scores. Shipping the files (not a pickled model) makes a GPU-trained model load 
 CPU-only node, and needs no filesystem shared between the nodes. Any other object with
 ``proba_and_embed`` is pickled as it is, so its class must import without Django.
 
-Training: with ``num_workers > 1`` (and mode ``full``) the fit runs under Ray Train's
-``TorchTrainer``, one DDP process per worker, each on its own shard of the labelled
-texts. After each epoch rank 0 scores the validation split (macro-F1, micro for
-multi-label, then loss, as ``TextClassifier.fit``) and keeps the best epoch's weights;
+Training: the ladder (``TextClassifier.fit``) runs in the driver; with ``num_workers > 1``
+its ``full`` rung (mode ``full``, or ``auto`` when the ladder climbs to it) runs under Ray
+Train's ``TorchTrainer``, one DDP process per worker, each on its own shard of the
+training split, through the same steps as the local fit (``build_model``, ``build_loss``,
+``train_epoch``, ``forward_logits``, ``score_logits`` in ``learner.ml.train``). After each
+epoch rank 0 scores the validation split and keeps the best epoch's weights;
 ``early_stopping_patience`` epochs without improvement stop every rank (the decision is
 broadcast, since DDP needs all ranks to take the same steps). Rank 0's best weights come
-back as a checkpoint and the driver evaluates the validation split and tunes thresholds
-as ``TextClassifier.fit`` does. With a handful of labels per round the local fit is
-usually as fast, so ``num_workers`` defaults to 1 (local training).
+back to the driver, which calibrates and saves as the local fit does. With a few hundred
+labels per round the local fit is usually as fast, so ``num_workers`` defaults to 1.
 
 Configured by the environment (see ``from_env``): ``RAY_ADDRESS`` (unset: a local
 cluster started by ``ray.init()``), ``LABELWISE_RAY_TRAIN_WORKERS`` (default 1),
@@ -44,11 +45,10 @@ from typing import Any
 
 import numpy as np
 
-from learner.ml.artifact import data_fingerprint, text_ids, write_meta
-from learner.ml.backends.local import Chunk, LocalBackend, ScoredChunk
+from learner.ml.backends.local import Chunk, ScoredChunk
 from learner.ml.config import ScoreConfig, TrainConfig
-from learner.ml.evaluate import evaluate
-from learner.ml.train import ProgressFn, TextClassifier, train_validation_split, tune_thresholds
+from learner.ml.model import PooledClassifier
+from learner.ml.train import FitData, ProgressFn, TextClassifier, fine_tune
 
 log = logging.getLogger("labelwise.learner")
 
@@ -219,47 +219,44 @@ class RayBackend:
         *,
         doc_ids: Sequence[Any] | None = None,
         progress: ProgressFn | None = None,
+        warm_start: str | None = None,
     ) -> TextClassifier:
-        """Fit a classifier: data-parallel under Ray Train when ``num_workers > 1`` and
-        the mode is ``full``, else in this process exactly as ``LocalBackend.train``."""
-        if self.num_workers <= 1 or config.mode != "full":
-            if self.num_workers > 1:
-                log.info("Ray Train runs mode 'full' only; training %r locally", config.mode)
-            return LocalBackend(self.score_config).train(
-                config, labels, texts, y, doc_ids=doc_ids, progress=progress
-            )
-        return self._train_data_parallel(config, labels, texts, y, doc_ids, progress)
+        """Fit a classifier as ``LocalBackend.train`` does; with ``num_workers > 1`` the
+        ``full`` rung trains data-parallel under Ray Train."""
+        trainer = self._data_parallel if self.num_workers > 1 else None
+        return TextClassifier(config, labels).fit(
+            texts, y, doc_ids=doc_ids, progress=progress, encoder_trainer=trainer,
+            warm_start=warm_start)
 
-    def _train_data_parallel(
+    def _data_parallel(
         self,
+        model: PooledClassifier,
+        rung: str,
+        *,
+        data: FitData,
         config: TrainConfig,
         labels: Sequence[str],
-        texts: Sequence[str],
-        y: Any,
-        doc_ids: Sequence[Any] | None,
-        progress: ProgressFn | None,
-    ) -> TextClassifier:
+        report: ProgressFn,
+        warm: bool = False,
+    ) -> tuple[PooledClassifier, list[dict[str, float]]]:
+        if rung != "full":
+            log.info("Ray Train runs the full rung only; training %r locally", rung)
+            return fine_tune(model, rung, data=data, config=config, labels=labels,
+                             report=report, warm=warm)
         self._ray()
+        import torch
         from ray.train import RunConfig, ScalingConfig
         from ray.train.torch import TorchTrainer
 
-        report: ProgressFn = progress or (lambda phase, step, total: None)
-        shell = TextClassifier(config, labels)
-        targets = shell._targets(y)
-        if len(targets) != len(texts):
-            raise ValueError(f"{len(texts)} texts but {len(targets)} targets")
-        train_idx, val_idx = train_validation_split(
-            targets, fraction=config.validation_fraction, seed=config.seed,
-            min_examples=config.min_examples_for_validation,
-        )
-        report("train", 0, config.epochs)
+        report("train", 0, 1)
         storage = self.storage_path or tempfile.mkdtemp(prefix="labelwise-ray-train-")
         trainer = TorchTrainer(
             _ddp_train_loop,
             train_loop_config={
                 "config": config.to_dict(), "labels": list(labels),
-                "texts": [texts[i] for i in train_idx], "targets": targets[train_idx],
-                "val_texts": [texts[i] for i in val_idx], "val_targets": targets[val_idx],
+                "state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "ids": data.ids, "targets": data.targets, "train_idx": data.train_idx,
+                "val_idx": data.val_idx, "pad_id": data.pad_id, "warm": warm,
             },
             scaling_config=ScalingConfig(num_workers=self.num_workers, use_gpu=self.use_gpu),
             run_config=RunConfig(storage_path=storage, name="labelwise-fit"),
@@ -267,46 +264,21 @@ class RayBackend:
         result = trainer.fit()
         if result.checkpoint is None:
             raise RuntimeError(f"Ray Train returned no checkpoint: {result.error}")
-        report("train", config.epochs, config.epochs)
         with result.checkpoint.as_directory() as folder:
-            write_meta(folder, {
-                "labels": list(labels),
-                "label2id": {label: i for i, label in enumerate(labels)},
-                "multi_label": config.multi_label,
-                "config": config.to_dict(),
-                "metrics": {},
-                "thresholds": None,
-                "data_fingerprint": "",
-            })
-            clf = TextClassifier.load(folder, device=config.device)
-        # What fit() records after training, from the driver: the validation split's
-        # metrics and (multi-label) the tuned thresholds.
-        validation: dict[str, Any] | None = None
-        if len(val_idx):
-            val_probs = clf.predict_proba([texts[i] for i in val_idx])
-            if config.multi_label:
-                clf.thresholds_ = tune_thresholds(targets[val_idx], val_probs)
-            validation = evaluate(targets[val_idx], val_probs, clf.labels,
-                                  multi_label=config.multi_label, thresholds=clf.thresholds_)
-        elif config.multi_label:
-            clf.thresholds_ = np.full(len(labels), 0.5)
-        clf.data_fingerprint_ = data_fingerprint(
-            list(doc_ids) if doc_ids is not None else text_ids(texts),
-            clf._label_names(targets),
-        )
-        clf.metrics_ = {
-            "n_train": int(len(train_idx)), "n_validation": int(len(val_idx)),
-            "validation": validation, "history": (result.metrics or {}).get("history", []),
-            "fit_seconds": (result.metrics or {}).get("fit_seconds"),
-            "device": f"ray x{self.num_workers}",
-        }
-        return clf
+            state = torch.load(Path(folder) / STATE_FILE, map_location="cpu")
+        model.load_state_dict(state)
+        model.eval()
+        report("train", 1, 1)
+        return model, list((result.metrics or {}).get("history", []))
+
+
+STATE_FILE = "state.pt"
 
 
 def _ddp_train_loop(loop_config: dict[str, Any]) -> None:
-    """One Ray Train worker: the ``full`` fine-tuning of ``TextClassifier.fit`` on this
-    rank's shard, gradients averaged by DDP; rank 0 reports the best epoch's weights (by
-    the validation split) as a checkpoint.
+    """One Ray Train worker: the ``full`` rung of ``TextClassifier.fit`` on this rank's
+    shard of the training split, gradients averaged by DDP, through the local fit's own
+    steps; rank 0 reports the best epoch's weights (by the validation split).
 
     Every rank runs the same number of steps (shards are padded by wrapping around), since
     DDP's all-reduce waits for every rank at every step; for the same reason rank 0's
@@ -318,103 +290,88 @@ def _ddp_train_loop(loop_config: dict[str, Any]) -> None:
     import torch
     import torch.distributed as dist
     from ray.train.torch import get_device, prepare_model
-    from torch import nn
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from learner.ml.encoder import bucketed_batches, default_model_path, pad_batch
-    from learner.ml.encoder import tokenize as tokenize_texts
     from learner.ml.train import (
-        TextClassifier,
-        class_weights,
+        build_loss,
+        build_model,
+        forward_logits,
         param_groups,
-        pos_weights,
+        plan_epochs,
+        score_logits,
         seed_everything,
-        warmup_linear_decay,
+        target_tensor,
+        train_epoch,
     )
 
     started = time.perf_counter()
     cfg = TrainConfig.from_dict(loop_config["config"])
     labels: list[str] = loop_config["labels"]
-    texts: list[str] = loop_config["texts"]
+    ids: list[list[int]] = loop_config["ids"]
     targets = np.asarray(loop_config["targets"])
+    train_idx = np.asarray(loop_config["train_idx"], dtype=np.int64)
+    val_idx = np.asarray(loop_config["val_idx"], dtype=np.int64)
+    pad_id = int(loop_config["pad_id"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
-    seed_everything(cfg.seed)  # same seed on every rank: identical initial heads
+    seed_everything(cfg.seed)
     device = get_device()
-    path = cfg.model_name_or_path or default_model_path()
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    ids = tokenize_texts(texts, tokenizer, cfg.max_length)
-    val_ids = tokenize_texts(loop_config["val_texts"], tokenizer, cfg.max_length)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    k = len(labels)
-    loss_fn: nn.Module
-    if cfg.multi_label:
-        weight = torch.as_tensor(pos_weights(targets)) if cfg.class_weighting else None
-        loss_fn = nn.BCEWithLogitsLoss(pos_weight=weight)
-        y = torch.as_tensor(targets, dtype=torch.float32)
-    else:
-        weight = torch.as_tensor(class_weights(targets, k)) if cfg.class_weighting else None
-        loss_fn = nn.CrossEntropyLoss(weight=weight)
-        y = torch.as_tensor(targets, dtype=torch.long)
-    loss_fn.to(device)
-    val_y = torch.as_tensor(np.asarray(loop_config["val_targets"]), dtype=y.dtype)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=k, id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)},
-        problem_type=(
-            "multi_label_classification" if cfg.multi_label else "single_label_classification"
-        ),
-    )
-    # Groups from the bare model (DDP hides its config); DDP keeps the same parameters.
+    model, _ = build_model(cfg, len(labels))
+    model.load_state_dict(loop_config["state"])  # the driver's start: the probe's head
+    loss_fn = build_loss(cfg, targets[train_idx], len(labels)).to(device)
+    y = target_tensor(targets, multi_label=cfg.multi_label)
+    # Groups from the bare model (DDP hides its attributes); DDP keeps the same parameters.
     optimizer = torch.optim.AdamW(param_groups(model, cfg))
     ddp = prepare_model(model)
 
-    shard = np.arange(rank, len(ids), world)
-    per_rank = math.ceil(len(ids) / world)
+    shard = train_idx[rank::world]
+    per_rank = math.ceil(len(train_idx) / world)
     if len(shard) < per_rank:
-        shard = np.concatenate([shard, np.arange(per_rank - len(shard)) % len(ids)])
-    steps_per_epoch = math.ceil(per_rank / cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
-    warmup = int(cfg.warmup_ratio * total)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: warmup_linear_decay(step, warmup_steps=warmup, total_steps=total),
-    )
+        shard = np.concatenate([shard, train_idx[: per_rank - len(shard)]])
+    warm = bool(loop_config.get("warm"))
+    epochs, _, total = plan_epochs(per_rank, cfg, warm=warm)
+    min_steps = min(total, int(cfg.min_steps * (cfg.warm_start_step_fraction if warm else 1)))
+    from transformers import get_linear_schedule_with_warmup
+
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    val_ids = [ids[i] for i in val_idx]
     history: list[dict[str, float]] = []
-    # The validation split's score for early stopping, as TextClassifier.fit computes it.
-    judge = TextClassifier(cfg, labels)
     best: tuple[float, float] | None = None
     best_state: dict[str, torch.Tensor] | None = None
-    stale = 0
-    for epoch in range(cfg.epochs):
-        ddp.train()
-        running = 0.0
-        lengths = [len(ids[i]) for i in shard]
-        for batch_pos in bucketed_batches(lengths, cfg.batch_size, shuffle=True,
-                                          seed=cfg.seed + epoch + 1000 * rank):
-            rows = shard[batch_pos]
-            batch = pad_batch([ids[i] for i in rows], pad_id, device)
-            loss = loss_fn(ddp(**batch).logits, y[rows].to(device))
-            loss.backward()
-            nn.utils.clip_grad_norm_(ddp.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            running += float(loss.detach())
-        record = {"epoch": float(epoch), "train_loss": running / steps_per_epoch}
+    stale = step = 0
+
+    def validate() -> tuple[float, float]:
+        logits, _ = forward_logits(model, val_ids, pad_id=pad_id,
+                                   batch_size=cfg.eval_batch_size, features=False)
+        return score_logits(targets[val_idx], logits, labels, multi_label=cfg.multi_label)
+
+    def keep_best(score: float, loss: float) -> bool:
+        nonlocal best, best_state
+        if best is None or (score, -loss) > best:
+            best = (score, -loss)
+            best_state = {n: t.detach().to("cpu", copy=True)
+                          for n, t in model.state_dict().items()}
+            return True
+        return False
+
+    if rank == 0 and len(val_idx) and cfg.lp_init:
+        keep_best(*validate())
+    for epoch in range(epochs):
+        if step >= total:
+            break
+        train_loss, taken = train_epoch(
+            ddp, optimizer, scheduler, ids, y, shard, loss_fn, pad_id=pad_id,
+            batch_size=cfg.batch_size, max_grad_norm=cfg.max_grad_norm,
+            seed=cfg.seed + epoch + 1000 * rank, steps_left=total - step,
+        )
+        step += taken
+        record = {"epoch": float(epoch), "train_loss": train_loss, "steps": float(step)}
         stop = [False]
-        if rank == 0 and val_ids:
-            score, val_loss = judge._validation_score(
-                model, val_ids, pad_id, val_y, np.arange(len(val_ids)), loss_fn, device)
+        if rank == 0 and len(val_idx):
+            score, val_loss = validate()
             record.update(val_score=score, val_loss=val_loss)
-            if best is None or (score, -val_loss) > best:
-                best, stale = (score, -val_loss), 0
-                best_state = {n: t.detach().to("cpu", copy=True)
-                              for n, t in model.state_dict().items()}
-            else:
-                stale += 1
-            stop[0] = stale >= cfg.early_stopping_patience
+            stale = 0 if keep_best(score, val_loss) else stale + 1
+            stop[0] = stale >= cfg.early_stopping_patience and step >= min_steps
         history.append(record)
         if world > 1:
             dist.broadcast_object_list(stop, src=0)
@@ -426,9 +383,8 @@ def _ddp_train_loop(loop_config: dict[str, Any]) -> None:
         if best_state is not None:
             model.load_state_dict(best_state)
         with tempfile.TemporaryDirectory(prefix="labelwise-ckpt-") as tmp:
-            model.eval()
-            model.save_pretrained(tmp, safe_serialization=True)
-            tokenizer.save_pretrained(tmp)
+            torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()},
+                       Path(tmp) / STATE_FILE)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
     else:
         ray.train.report(metrics)

@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from safetensors.torch import load_file
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from learner.ml.artifact import META_FILE, data_fingerprint
 from learner.ml.config import Mode, TrainConfig
-from learner.ml.train import TextClassifier
+from learner.ml.train import HEAD_FILE, TextClassifier
 
 LABELS = ["positive", "negative", "neutral"]
 Toy = tuple[list[str], list[int]]
@@ -21,11 +20,11 @@ Toy = tuple[list[str], list[int]]
 def tiny_config(tiny_model_dir: Path) -> TrainConfig:
     return TrainConfig(
         model_name_or_path=str(tiny_model_dir), max_length=32, batch_size=8, epochs=1,
-        head_max_iter=20, learning_rate=1e-3, device="cpu",
+        learning_rate=1e-3, device="cpu",
     )
 
 
-@pytest.mark.parametrize("mode", ["full", "lora"])
+@pytest.mark.parametrize("mode", ["full", "lora", "head"])
 def test_save_load_round_trip_gives_identical_probabilities(
     tiny_config: TrainConfig, toy_texts: Toy, tmp_path: Path, mode: Mode
 ) -> None:
@@ -40,30 +39,27 @@ def test_save_load_round_trip_gives_identical_probabilities(
     np.testing.assert_array_equal(loaded.embed(texts[:5]), clf.embed(texts[:5]))
     assert loaded.config == clf.config
     assert loaded.labels == LABELS
+    assert loaded.temperature_ == pytest.approx(clf.temperature_)
+    assert loaded.rung_ == clf.rung_ == mode
+    assert loaded.pooling_ == clf.pooling_
     assert loaded.data_fingerprint_ == clf.data_fingerprint_
     assert loaded.metrics_["holdout"] == {"accuracy": 0.5}
     assert loaded.metrics_["n_train"] == clf.metrics_["n_train"]
 
 
-def test_saved_folder_loads_with_plain_transformers(
+def test_saved_folder_is_a_sentence_transformers_model(
     tiny_config: TrainConfig, toy_texts: Toy, tmp_path: Path
 ) -> None:
-    import torch
+    from sentence_transformers import SentenceTransformer
 
     texts, labels = toy_texts
-    clf = TextClassifier(tiny_config, LABELS).fit(texts, labels)
+    clf = TextClassifier(replace(tiny_config, mode="full"), LABELS).fit(texts, labels)
     clf.save(tmp_path)
-
-    model = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
-    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
-    assert model.config.id2label == dict(enumerate(LABELS))
-    assert model.config.label2id == {label: i for i, label in enumerate(LABELS)}
-    with torch.inference_mode():
-        batch = tokenizer(texts, truncation=True, max_length=32, padding=True,
-                          return_tensors="pt")
-        logits = model(**batch).logits
-    assert logits.argmax(dim=1).tolist() == clf.predict(texts).tolist()
+    vectors = SentenceTransformer(str(tmp_path), device="cpu").encode(texts)
+    np.testing.assert_allclose(vectors, clf.embed(texts), atol=1e-5)
     assert (tmp_path / "model.safetensors").exists()
+    assert json.loads((tmp_path / "sentence_bert_config.json").read_text())[
+        "max_seq_length"] == 32
 
 
 def test_lora_adapters_are_merged_before_saving(
@@ -72,8 +68,8 @@ def test_lora_adapters_are_merged_before_saving(
     texts, labels = toy_texts
     TextClassifier(replace(tiny_config, mode="lora"), LABELS).fit(texts, labels).save(tmp_path)
     keys = load_file(tmp_path / "model.safetensors").keys()
-    assert not [k for k in keys if "lora" in k or "modules_to_save" in k]
-    assert "classifier.weight" in keys
+    assert not [k for k in keys if "lora" in k or "base_model" in k]
+    assert set(load_file(tmp_path / HEAD_FILE)) == {"weight", "bias", "temperature"}
 
 
 def test_labelwise_json_describes_the_model(
@@ -86,16 +82,31 @@ def test_labelwise_json_describes_the_model(
     clf.save(tmp_path)
 
     meta = json.loads((tmp_path / META_FILE).read_text())
+    assert meta["format_version"] == 2
     assert meta["labels"] == LABELS
     assert meta["multi_label"] is True
     assert TrainConfig.from_dict(meta["config"]) == config
+    assert meta["pooling"] == {"modes": ["mean"], "normalize": False, "source": "default"}
+    assert meta["temperature"] == pytest.approx(clf.temperature_)
     assert clf.thresholds_ is not None
     assert meta["thresholds"] == pytest.approx(clf.thresholds_.tolist())
     assert meta["data_fingerprint"] == clf.data_fingerprint_
-    assert {"n_train", "n_validation", "validation", "history"} <= set(meta["metrics"])
+    assert {"n_train", "n_validation", "validation", "history", "ladder",
+            "calibration"} <= set(meta["metrics"])
     assert {"torch", "transformers"} <= set(meta["versions"])
     loaded = TextClassifier.load(tmp_path, device="cpu")
     np.testing.assert_array_equal(loaded.predict(texts), clf.predict(texts))
+
+
+def test_a_model_saved_by_another_format_version_is_refused_with_a_clear_error(
+    tiny_config: TrainConfig, toy_texts: Toy, tmp_path: Path
+) -> None:
+    texts, labels = toy_texts
+    TextClassifier(replace(tiny_config, mode="head"), LABELS).fit(texts, labels).save(tmp_path)
+    meta = json.loads((tmp_path / META_FILE).read_text())
+    (tmp_path / META_FILE).write_text(json.dumps({**meta, "format_version": 1}))
+    with pytest.raises(ValueError, match="train a new round"):
+        TextClassifier.load(tmp_path)
 
 
 def test_fingerprint_ignores_order_but_sees_every_label_and_document() -> None:
@@ -115,7 +126,7 @@ def test_fingerprint_ignores_order_but_sees_every_label_and_document() -> None:
 
 def test_fit_fingerprints_the_labeled_data(tiny_config: TrainConfig, toy_texts: Toy) -> None:
     texts, labels = toy_texts
-    config = replace(tiny_config, mode="head", head_max_iter=2)
+    config = replace(tiny_config, mode="head")
     ids = list(range(60))
     first = TextClassifier(config, LABELS).fit(texts, labels, doc_ids=ids).data_fingerprint_
     flipped = [*labels[:-1], (labels[-1] + 1) % 3]

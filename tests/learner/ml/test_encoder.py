@@ -11,7 +11,6 @@ from learner.ml.encoder import (
     default_model_path,
     embed,
     load_encoder,
-    mean_pool,
     pad_batch,
     pick_device,
     tokenize,
@@ -83,12 +82,6 @@ def test_pad_batch_pads_to_the_longest_in_the_batch() -> None:
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
 
 
-def test_mean_pool_ignores_padding() -> None:
-    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
-    mask = torch.tensor([[1, 1, 0]])
-    assert mean_pool(hidden, mask).tolist() == [[2.0, 3.0]]
-
-
 def test_tokenize_truncates_to_max_length(tiny_model_dir: Path) -> None:
     tokenizer, _ = load_encoder(str(tiny_model_dir), device="cpu")
     ids = tokenize(["word " * 500, "hi"], tokenizer, max_length=16)
@@ -111,8 +104,11 @@ def test_embed_is_independent_of_batch_order_and_batch_size(
     np.testing.assert_allclose(one_by_one, reference, atol=1e-5)
 
 
-def test_embed_can_normalise_and_handles_no_texts(tiny_model_dir: Path) -> None:
+def test_embed_follows_the_pooling_and_handles_no_texts(tiny_model_dir: Path) -> None:
+    from learner.ml.pooling import Pooling
+
     tokenizer, model = load_encoder(str(tiny_model_dir), device="cpu")
-    unit = embed(["a b c", "d"], tokenizer=tokenizer, model=model, normalize=True)
+    unit = embed(["a b c", "d"], tokenizer=tokenizer, model=model,
+                 pooling=Pooling(normalize=True))
     np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, rtol=1e-5)
     assert embed([], tokenizer=tokenizer, model=model).shape == (0, 32)

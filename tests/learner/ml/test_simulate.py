@@ -158,3 +158,63 @@ def test_manage_py_command_reuses_the_same_options(monkeypatch: pytest.MonkeyPat
     Command().handle(**options)
     assert seen["data"] == "x.jsonl" and seen["seeds"] == [4]
     assert "verbosity" not in seen
+
+
+def test_loop_mode_replays_the_products_loop_and_evaluates_each_rounds_model(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cold start, fast refreshes and rounds through the worker's own functions: every
+    selection goes through learner.ml.queue.select_batch, every round is a TextClassifier
+    fit with the ladder, and the curve's points are those rounds' models."""
+    from learner.ml import queue
+    from learner.ml.simulate import loop
+    from learner.ml.train import TextClassifier
+
+    calls = {"select": 0, "fit": 0}
+    real_select, real_fit = queue.select_batch, TextClassifier.fit
+
+    def counted_select(*args: Any, **kwargs: Any) -> Any:
+        calls["select"] += 1
+        return real_select(*args, **kwargs)
+
+    def counted_fit(self: TextClassifier, *args: Any, **kwargs: Any) -> TextClassifier:
+        calls["fit"] += 1
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "select_batch", counted_select)
+    monkeypatch.setattr(queue, "select_batch", counted_select)
+    monkeypatch.setattr(TextClassifier, "fit", counted_fit)
+    data = write_dataset(tmp_path / "toy.jsonl")
+    out = tmp_path / "loop"
+    result = simulate.run(simulate.build_parser().parse_args([
+        "--data", str(data), "--out", str(out), "--model", str(tiny_model_dir),
+        "--max-length", "32", "--mode", "loop", "--strategies", "least_confidence,random",
+        "--seeds", "0", "--rounds-at", "20,40", "--refresh-every", "5", "--quiet",
+        "--train-config", json.dumps({"ladder_min_labels": 10, "max_steps": 10}),
+    ]))
+    rows = read_curve(out)
+    assert [(r["strategy"], r["n_labels"]) for r in rows] == [
+        ("least_confidence", "20"), ("least_confidence", "40"), ("random", "20"),
+        ("random", "40")]
+    assert all(r["rung"] in {"head", "full"} and float(r["ece"]) >= 0 for r in rows)
+    # One fit for the full-data reference, one per round of each strategy.
+    assert calls["fit"] == 1 + 2 + 2
+    # The cold start, a refresh every 5 labels between rounds, and one after round 1 for
+    # the uncertainty strategy; the random baseline selects nothing.
+    assert calls["select"] == 1 + 3 + 1 + 3
+    assert result.full_score is not None and result.full_score["macro_f1"] > 0
+    assert result.settings["random_share"] == 0.1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["train_config"]["mode"] == "auto"
+
+
+def test_loop_mode_can_stop_a_run_once_it_reaches_the_target(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    data = write_dataset(tmp_path / "toy.jsonl")
+    result = simulate.run(simulate.build_parser().parse_args([
+        "--data", str(data), "--out", str(tmp_path / "run"), "--model", str(tiny_model_dir),
+        "--max-length", "32", "--mode", "loop", "--strategies", "random", "--seeds", "0",
+        "--rounds-at", "20,40,60", "--quiet", "--stop-at-target", "--full-data-score", "0.01",
+    ]))
+    assert [p.n_labels for p in result.curves] == [20]  # any model beats 95% of 0.01

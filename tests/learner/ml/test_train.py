@@ -10,16 +10,19 @@ import pytest
 import torch
 from transformers import AutoModel
 
+from learner.ml.calibration import softmax
 from learner.ml.config import Mode, TrainConfig
 from learner.ml.train import (
     TextClassifier,
     _set_gradual_trainable,
+    build_model,
     class_weights,
     param_groups,
+    plan_epochs,
     pos_weights,
-    train_validation_split,
     tune_thresholds,
-    warmup_linear_decay,
+    unused_parameters,
+    validation_split,
 )
 
 LABELS = ["positive", "negative", "neutral"]
@@ -30,7 +33,7 @@ Toy = tuple[list[str], list[int]]
 def tiny_config(tiny_model_dir: Path) -> TrainConfig:
     return TrainConfig(
         model_name_or_path=str(tiny_model_dir), max_length=32, batch_size=8, epochs=2,
-        head_max_iter=50, learning_rate=1e-3, device="cpu",
+        learning_rate=1e-3, head_learning_rate=1e-3, device="cpu",
     )
 
 
@@ -41,7 +44,7 @@ def _multi_targets(labels: list[int]) -> np.ndarray:
     return Y
 
 
-@pytest.mark.parametrize("mode", ["full", "head", "gradual", "lora"])
+@pytest.mark.parametrize("mode", ["auto", "full", "head", "gradual", "lora"])
 def test_every_mode_fits_and_gives_probability_rows(
     tiny_config: TrainConfig, toy_texts: Toy, mode: Mode
 ) -> None:
@@ -54,7 +57,9 @@ def test_every_mode_fits_and_gives_probability_rows(
     assert clf.predict(texts[:10]).tolist() == probs.argmax(axis=1).tolist()
     assert clf.embed(texts[:10]).shape == (10, 32)
     assert clf.metrics_["n_train"] + clf.metrics_["n_validation"] == len(texts)
-    assert clf.metrics_["validation"]["n"] == clf.metrics_["n_validation"]
+    assert clf.metrics_["ladder"]["pick"] == clf.rung_
+    assert clf.rung_ == (mode if mode != "auto" else clf.rung_)
+    assert "head" in clf.metrics_["ladder"]["candidates"]
 
 
 @pytest.mark.parametrize("mode", ["full", "head"])
@@ -76,7 +81,7 @@ def test_multi_label_gives_independent_probabilities_and_tuned_thresholds(
 def test_multi_label_accepts_lists_of_label_names(tiny_config: TrainConfig, toy_texts: Toy) -> None:
     texts, labels = toy_texts
     y = [[LABELS[i]] + (["negative"] if n % 4 == 0 else []) for n, i in enumerate(labels)]
-    config = replace(tiny_config, mode="head", multi_label=True, head_max_iter=5)
+    config = replace(tiny_config, mode="head", multi_label=True)
     by_name = TextClassifier(config, LABELS).fit(texts, y)
     by_matrix = TextClassifier(config, LABELS).fit(texts, _multi_targets(labels))
     assert by_name.data_fingerprint_ == by_matrix.data_fingerprint_
@@ -84,8 +89,7 @@ def test_multi_label_accepts_lists_of_label_names(tiny_config: TrainConfig, toy_
 
 
 def _encoder_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    base = getattr(model, "base_model", model)
-    return {k: v.detach().clone() for k, v in base.state_dict().items() if "pooler" not in k}
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if "pooler" not in k}
 
 
 def test_head_only_leaves_the_encoder_unchanged_and_full_changes_it(
@@ -95,26 +99,46 @@ def test_head_only_leaves_the_encoder_unchanged_and_full_changes_it(
     pretrained = _encoder_state(AutoModel.from_pretrained(tiny_model_dir))
 
     head = TextClassifier(replace(tiny_config, mode="head"), LABELS).fit(texts, labels)
-    after_head = _encoder_state(head.model_)
+    after_head = _encoder_state(head.model_.encoder)
     assert all(torch.equal(pretrained[k], after_head[k]) for k in pretrained)
 
     full = TextClassifier(replace(tiny_config, mode="full"), LABELS).fit(texts, labels)
-    after_full = _encoder_state(full.model_)
+    after_full = _encoder_state(full.model_.encoder)
     changed = [k for k in pretrained if not torch.equal(pretrained[k], after_full[k])]
     assert any("encoder.layer.0." in k for k in changed)
     assert any("embeddings" in k for k in changed)
 
 
-def test_no_weight_decay_on_biases_and_layernorm(tiny_config: TrainConfig, tiny_model_dir: Path
-                                                 ) -> None:
-    from transformers import AutoModelForSequenceClassification
+def test_every_mode_reads_the_checkpoints_pooling_not_the_cls_pooler(
+    tiny_config: TrainConfig, toy_texts: Toy
+) -> None:
+    """The head classifies the pooled vector the checkpoint declares (mean for a plain
+    one); BERT's pooler is never used, so it stays as loaded."""
+    from learner.ml.encoder import embed, load_encoder
 
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=3)
-    names = {id(p): n for n, p in model.named_parameters()}
+    texts, labels = toy_texts
+    clf = TextClassifier(replace(tiny_config, mode="head"), LABELS).fit(texts, labels)
+    tokenizer, encoder = load_encoder(tiny_config.model_name_or_path, device="cpu")
+    np.testing.assert_allclose(clf.embed(texts[:5]),
+                               embed(texts[:5], tokenizer=tokenizer, model=encoder,
+                                     max_length=32), atol=1e-5)
+    full = TextClassifier(replace(tiny_config, mode="full"), LABELS).fit(texts, labels)
+    pooler = {k: v for k, v in full.model_.encoder.state_dict().items() if "pooler" in k}
+    original = {k: v for k, v in encoder.state_dict().items() if "pooler" in k}
+    assert pooler and all(torch.equal(pooler[k], original[k]) for k in pooler)
+
+
+def test_param_groups_cover_each_trainable_parameter_once_without_decay_on_norms(
+    tiny_config: TrainConfig,
+) -> None:
+    model, _ = build_model(tiny_config, 3)
+    unused = {id(p) for p in unused_parameters(model)}
+    names = {id(p): n for n, p in model.named_parameters() if id(p) not in unused}
     groups = param_groups(model, replace(tiny_config, weight_decay=0.05))
 
     covered = [id(p) for g in groups for p in g["params"]]
-    assert sorted(covered) == sorted(names)  # every parameter exactly once
+    assert sorted(covered) == sorted(names)  # every used parameter exactly once
+    assert unused and not unused & set(covered)  # the unused pooler is left out
     for group in groups:
         for param in group["params"]:
             name = names[id(param)]
@@ -123,11 +147,9 @@ def test_no_weight_decay_on_biases_and_layernorm(tiny_config: TrainConfig, tiny_
 
 
 def test_learning_rate_decays_layer_by_layer_with_its_own_head_rate(
-    tiny_config: TrainConfig, tiny_model_dir: Path
+    tiny_config: TrainConfig,
 ) -> None:
-    from transformers import AutoModelForSequenceClassification
-
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=3)
+    model, _ = build_model(tiny_config, 3)
     config = replace(tiny_config, learning_rate=1e-4, layer_lr_decay=0.5, head_learning_rate=3e-3)
     lrs = {g["name"].split("/")[0]: g["lr"] for g in param_groups(model, config)}
     assert lrs == pytest.approx(
@@ -135,52 +157,113 @@ def test_learning_rate_decays_layer_by_layer_with_its_own_head_rate(
     )
 
 
-def test_warmup_rises_linearly_then_decays_linearly_to_zero() -> None:
-    total, warmup = 100, 10
-    curve = [warmup_linear_decay(s, warmup_steps=warmup, total_steps=total) for s in range(total)]
-    assert curve[0] == pytest.approx(0.1)
-    assert curve[9] == pytest.approx(1.0)
-    assert np.all(np.diff(curve[:10]) > 0)
-    assert np.all(np.diff(curve[10:]) < 0)
-    assert curve[10] == pytest.approx(1.0)
-    assert curve[-1] == pytest.approx(1 / 90)
-    assert warmup_linear_decay(total, warmup_steps=warmup, total_steps=total) == 0.0
+def test_training_length_scales_with_the_label_count_and_is_capped() -> None:
+    config = TrainConfig(batch_size=16, min_steps=150, max_epochs=20, max_steps=600)
+    assert plan_epochs(80, config) == (20, 5, 100)  # few labels: max_epochs binds
+    assert plan_epochs(400, config) == (6, 25, 150)  # enough epochs for min_steps
+    epochs, per_epoch, total = plan_epochs(20_000, config)
+    assert (per_epoch, total) == (1250, 600) and epochs == 1  # the cap bounds round time
+    assert plan_epochs(400, replace(config, epochs=3)) == (3, 25, 75)  # a lead's choice
+    assert plan_epochs(400, replace(config, max_steps=None, min_steps=5000)) == (20, 25, 500)
 
 
 def test_training_reports_progress_up_to_the_total(tiny_config: TrainConfig, toy_texts: Toy
                                                    ) -> None:
     texts, labels = toy_texts
     calls: list[tuple[str, int, int]] = []
-    TextClassifier(tiny_config, LABELS).fit(texts, labels, progress=lambda *a: calls.append(a))
+    config = replace(tiny_config, mode="full", early_stopping_patience=5)
+    TextClassifier(config, LABELS).fit(texts, labels, progress=lambda *a: calls.append(a))
     train = [c for c in calls if c[0] == "train"]
     assert [c[1] for c in train] == list(range(1, len(train) + 1))
-    assert train[-1][1] == train[-1][2]  # no early stop at 2 epochs with patience 2
-    assert any(c[0] == "validate" for c in calls)
+    assert train[-1][1] == train[-1][2]
+    assert {"features", "head", "validate", "calibrate"} <= {c[0] for c in calls}
 
 
 def test_the_same_seed_gives_identical_probabilities(tiny_config: TrainConfig, toy_texts: Toy
                                                      ) -> None:
     texts, labels = toy_texts
-    first = TextClassifier(tiny_config, LABELS).fit(texts, labels).predict_proba(texts)
-    second = TextClassifier(tiny_config, LABELS).fit(texts, labels).predict_proba(texts)
-    other = TextClassifier(replace(tiny_config, seed=1), LABELS).fit(texts, labels)
+    config = replace(tiny_config, mode="full")
+    first = TextClassifier(config, LABELS).fit(texts, labels).logits(texts)
+    second = TextClassifier(config, LABELS).fit(texts, labels).logits(texts)
+    other = TextClassifier(replace(config, seed=1), LABELS).fit(texts, labels)
     np.testing.assert_array_equal(first, second)
-    assert not np.allclose(first, other.predict_proba(texts))
+    assert not np.allclose(first, other.logits(texts))
 
 
 def test_full_fine_tuning_learns_an_easy_task(tiny_config: TrainConfig, toy_texts: Toy) -> None:
     texts, labels = toy_texts
-    config = replace(tiny_config, epochs=10, learning_rate=3e-3, head_learning_rate=3e-3,
-                     validation_fraction=0.0)
+    config = replace(tiny_config, mode="full", epochs=10, learning_rate=3e-3,
+                     head_learning_rate=3e-3, validation_fraction=0.0, lp_init=False)
     clf = TextClassifier(config, LABELS).fit(texts, labels)
     losses = [h["train_loss"] for h in clf.metrics_["history"]]
     assert losses[-1] < 0.7 * losses[0]
     assert (clf.predict(texts) == np.array(labels)).mean() > 0.5  # chance is 1/3
 
 
+def test_auto_fits_only_the_head_below_the_ladders_label_count(
+    tiny_config: TrainConfig, toy_texts: Toy
+) -> None:
+    texts, labels = toy_texts
+    config = replace(tiny_config, mode="auto", ladder_min_labels=1000)
+    clf = TextClassifier(config, LABELS).fit(texts, labels)
+    assert clf.rung_ == "head"
+    assert list(clf.metrics_["ladder"]["candidates"]) == ["head"]
+    # The head kept every label (it was not held back for a comparison that never ran),
+    # and was calibrated on its cross-validated logits.
+    assert clf.metrics_["calibration"]["on"] == "cross-validation"
+    assert clf.metrics_["calibration"]["n"] == len(texts)
+
+
+def test_auto_scores_every_rung_on_validation_and_keeps_the_best(
+    tiny_config: TrainConfig, toy_texts: Toy
+) -> None:
+    texts, labels = toy_texts
+    config = replace(tiny_config, mode="auto", ladder=("lora", "full"), ladder_min_labels=10)
+    clf = TextClassifier(config, LABELS).fit(texts, labels)
+    candidates = clf.metrics_["ladder"]["candidates"]
+    assert list(candidates) == ["head", "lora", "full"]
+    scores = {rung: c["val_score"] for rung, c in candidates.items()}
+    best = max(scores.values())
+    # The best validation score wins; a tie goes to the cheapest rung.
+    assert clf.rung_ == next(r for r in ["head", "lora", "full"] if scores[r] == best)
+    assert all(c["seconds"] >= 0 for c in candidates.values())
+
+
+def test_a_fine_tuning_rung_that_never_helps_comes_back_as_the_probe(
+    tiny_config: TrainConfig, toy_texts: Toy
+) -> None:
+    """With nothing learnt (zero learning rates) the best epoch is the starting point, the
+    linear probe, and the ladder keeps the cheaper head."""
+    texts, labels = toy_texts
+    config = replace(tiny_config, mode="auto", ladder_min_labels=10, learning_rate=0.0,
+                     head_learning_rate=0.0)
+    clf = TextClassifier(config, LABELS).fit(texts, labels)
+    candidates = clf.metrics_["ladder"]["candidates"]
+    assert candidates["full"]["val_score"] == candidates["head"]["val_score"]
+    assert clf.rung_ == "head"
+
+
+def test_probabilities_are_calibrated_by_a_fitted_temperature(
+    tiny_config: TrainConfig, toy_texts: Toy
+) -> None:
+    texts, labels = toy_texts
+    clf = TextClassifier(replace(tiny_config, mode="full"), LABELS).fit(texts, labels)
+    calibration = clf.metrics_["calibration"]
+    assert calibration["on"] == "validation"
+    assert calibration["temperature"] == pytest.approx(clf.temperature_, rel=1e-4)
+    assert clf.temperature_ != 1.0
+    assert calibration["ece_after"] <= calibration["ece_before"] + 1e-9
+    logits = clf.logits(texts[:6])
+    np.testing.assert_allclose(clf.predict_proba(texts[:6]),
+                               softmax(logits / clf.temperature_), atol=1e-5)
+    raw = TextClassifier(replace(tiny_config, mode="full", calibrate=False), LABELS).fit(
+        texts, labels)
+    assert raw.temperature_ == 1.0
+
+
 def test_labels_may_be_given_by_name(tiny_config: TrainConfig, toy_texts: Toy) -> None:
     texts, labels = toy_texts
-    config = replace(tiny_config, mode="head", head_max_iter=5)
+    config = replace(tiny_config, mode="head")
     by_index = TextClassifier(config, LABELS).fit(texts, labels)
     by_name = TextClassifier(config, LABELS).fit(texts, [LABELS[i] for i in labels])
     np.testing.assert_array_equal(by_index.predict_proba(texts), by_name.predict_proba(texts))
@@ -189,9 +272,7 @@ def test_labels_may_be_given_by_name(tiny_config: TrainConfig, toy_texts: Toy) -
 def test_mc_dropout_samples_differ_but_repeat_for_a_seed(tiny_config: TrainConfig, toy_texts: Toy
                                                          ) -> None:
     texts, labels = toy_texts
-    clf = TextClassifier(replace(tiny_config, mode="head", head_max_iter=5), LABELS).fit(
-        texts, labels
-    )
+    clf = TextClassifier(replace(tiny_config, mode="head"), LABELS).fit(texts, labels)
     torch.manual_seed(99)
     before = torch.rand(1)
     torch.manual_seed(99)
@@ -216,29 +297,43 @@ def test_pos_weights_are_negatives_over_positives() -> None:
     np.testing.assert_allclose(pos_weights(Y), [3.0, 1.0, 1 / 3])
 
 
-def test_class_weighting_is_used_in_the_loss(tiny_config: TrainConfig, toy_texts: Toy) -> None:
+def test_class_weighting_is_used_by_the_head(tiny_config: TrainConfig, toy_texts: Toy) -> None:
     texts, labels = toy_texts
     skewed = [0 if i < 45 else labels[i] for i in range(60)]
-    config = replace(tiny_config, mode="head", head_max_iter=10, validation_fraction=0.0)
+    config = replace(tiny_config, mode="head", head_c=1.0, calibrate=False)
     with_w = TextClassifier(config, LABELS).fit(texts, skewed).predict_proba(texts)
     without = TextClassifier(replace(config, class_weighting=False), LABELS).fit(texts, skewed)
     # Up-weighting the rare classes raises their predicted probability on average.
     assert with_w[:, 1:].mean() > without.predict_proba(texts)[:, 1:].mean()
 
 
-def test_validation_split_is_stratified_and_skipped_when_data_is_small() -> None:
-    y = np.array([0] * 80 + [1] * 20)
-    train, val = train_validation_split(y, fraction=0.1, seed=0, min_examples=50)
-    assert len(np.intersect1d(train, val)) == 0 and len(train) + len(val) == 100
-    assert np.bincount(y[val]).tolist() == [8, 2]
-    train, val = train_validation_split(y[:40], fraction=0.1, seed=0, min_examples=50)
+def test_validation_split_is_stable_as_labels_grow() -> None:
+    """A document's side never depends on the others: one validated on later was never
+    trained on earlier, which keeps a warm-started round's early stopping honest."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 2000)
+    keys = [f"doc-{i}" for i in range(2000)]
+    small_train, small_val = validation_split(keys[:500], y[:500], fraction=0.2, seed=0,
+                                              min_examples=40)
+    train, val = validation_split(keys, y, fraction=0.2, seed=0, min_examples=40)
+    assert len(np.intersect1d(train, val)) == 0 and len(train) + len(val) == 2000
+    assert set(small_val) <= set(val) and set(small_train) <= set(train)
+    assert 0.17 < len(val) / 2000 < 0.23
+    for c in range(3):  # roughly stratified
+        assert 0.15 < np.isin(np.flatnonzero(y == c), val).mean() < 0.25
+    other_seed = validation_split(keys, y, fraction=0.2, seed=1, min_examples=40)[1]
+    assert set(other_seed) != set(val)
+
+
+def test_validation_split_is_skipped_when_data_is_small_and_keeps_every_class() -> None:
+    y = np.array([0] * 30 + [1] * 10)
+    train, val = validation_split([str(i) for i in range(40)], y, fraction=0.2, seed=0,
+                                  min_examples=50)
     assert len(val) == 0 and len(train) == 40
-
-
-def test_singleton_classes_stay_in_training() -> None:
     y = np.array([0] * 60 + [1])
-    train, val = train_validation_split(y, fraction=0.5, seed=0, min_examples=10)
-    assert 60 in train
+    train, val = validation_split([str(i) for i in range(61)], y, fraction=0.999, seed=0,
+                                  min_examples=10)
+    assert 60 in train and set(y[train]) == {0, 1}
 
 
 def test_thresholds_are_tuned_per_label() -> None:
@@ -249,10 +344,10 @@ def test_thresholds_are_tuned_per_label() -> None:
     assert 0.6 < thresholds[1] <= 0.9
 
 
-def test_gradual_unfreezing_opens_one_layer_per_epoch_from_the_top(tiny_model_dir: Path) -> None:
-    from transformers import AutoModelForSequenceClassification
-
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=3)
+def test_gradual_unfreezing_opens_one_layer_per_epoch_from_the_top(
+    tiny_config: TrainConfig,
+) -> None:
+    model, _ = build_model(tiny_config, 3)
 
     def trainable() -> set[str]:
         parts = set()
@@ -266,6 +361,7 @@ def test_gradual_unfreezing_opens_one_layer_per_epoch_from_the_top(tiny_model_di
     for epoch, parts in enumerate(expected):
         _set_gradual_trainable(model, epoch)
         assert trainable() == parts
+    assert not any(p.requires_grad for p in unused_parameters(model))
 
 
 def test_predicting_before_fit_raises(tiny_config: TrainConfig) -> None:
@@ -276,6 +372,15 @@ def test_predicting_before_fit_raises(tiny_config: TrainConfig) -> None:
 def test_bad_config_fails_at_construction() -> None:
     with pytest.raises(ValueError, match="mode"):
         TrainConfig(mode="bogus")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="ladder"):
+        TrainConfig(ladder=("head",))
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig(epochs=0)
+
+
+def test_config_round_trips_through_a_dict() -> None:
+    config = TrainConfig(mode="lora", ladder=("lora", "full"), epochs=None, head_c=3.0)
+    assert TrainConfig.from_dict({**config.to_dict(), "from_a_newer_version": 1}) == config
 
 
 # ----------------------------------------------------------------- slow: the real MiniLM
@@ -303,8 +408,8 @@ def test_real_minilm_full_fine_tuning_beats_the_majority_class_on_bbc_news(
     rows = real_dataset("bbc_news")
     labels = sorted({r["label"] for r in rows})
     train, test = _split(rows, 300, 300)
-    # ~40 s of training on 2 idle cores (38 steps at max_length 64).
-    config = TrainConfig(max_length=64, epochs=2)
+    # About a minute of training on 2 idle cores (capped at 60 steps at max_length 64).
+    config = TrainConfig(mode="full", max_length=64, max_steps=60)
     clf = TextClassifier(config, labels).fit([r["text"] for r in train],
                                              [r["label"] for r in train])
     _holdout_check(clf, test, labels, margin=0.3)
@@ -331,7 +436,7 @@ def test_local_backend_trains_and_scores_the_pool_chunk_by_chunk(
 
     texts, labels = toy_texts
     backend = LocalBackend(ScoreConfig(batch_size=4))
-    clf = backend.train(replace(tiny_config, mode="head", head_max_iter=5), LABELS, texts, labels)
+    clf = backend.train(replace(tiny_config, mode="head"), LABELS, texts, labels)
     pulled: list[int] = []
 
     def chunks() -> Iterator[tuple[list[int], list[str]]]:

@@ -1,0 +1,3 @@
+from learner.ml.simulate.cli import main
+
+raise SystemExit(main())
