@@ -34,6 +34,7 @@ class Series:
     points: Sequence[Point]
     colour: str = PALETTE[0]
     key: str = ""  # a short machine name, written as data-series on each point
+    dashed: bool = False  # a reference line (a baseline), drawn dashed
 
 
 @dataclass(frozen=True)
@@ -172,8 +173,9 @@ def line_chart(
     legend_x = frame.left
     body.append('<g class="legend">')
     for s in series:
+        dash = ' stroke-dasharray="5 4"' if s.dashed else ""
         body.append(f'<line x1="{num(legend_x)}" x2="{num(legend_x + 18)}" y1="14" y2="14" '
-                    f'stroke="{escape(s.colour)}" stroke-width="2.5"/>'
+                    f'stroke="{escape(s.colour)}" stroke-width="2.5"{dash}/>'
                     f'<circle cx="{num(legend_x + 9)}" cy="14" r="3.5" '
                     f'fill="{escape(s.colour)}"/>')
         body.append(_text(legend_x + 24, 18, s.name, anchor="start"))
@@ -185,8 +187,9 @@ def line_chart(
         body.append(f'<g class="series"{key}>')
         if len(points) > 1:
             path = " ".join(f"{num(frame.px(p.x))},{num(frame.py(p.y))}" for p in points)
+            dash = ' stroke-dasharray="5 4"' if s.dashed else ""
             body.append(f'<polyline points="{path}" fill="none" stroke="{escape(s.colour)}" '
-                        f'stroke-width="2.5" stroke-linejoin="round"/>')
+                        f'stroke-width="2.5" stroke-linejoin="round"{dash}/>')
         for p in points:
             body.append(
                 f'<circle class="point"{key} cx="{num(frame.px(p.x))}" cy="{num(frame.py(p.y))}"'

@@ -160,6 +160,13 @@ def run_round(round: Round, progress: Progress) -> dict[str, Any]:
             holdout_ece_before=float(np.round(before, 4)),
             holdout_ece_after=float(np.round(metrics["expected_calibration_error"], 4)),
         )
+        # The frozen-embedding baseline on the same labels, for the learning curve: a
+        # fine-tuned round that does not beat it is a round to question.
+        if getattr(classifier, "probe_", None) is not None:
+            baseline = evaluate(hold_targets, classifier.probe_proba(hold_texts), names,
+                                multi_label=multi, thresholds=classifier.thresholds_)
+            fit["baseline"] = {"macro_f1": round_s(baseline["macro_f1"]),
+                               "accuracy": round_s(baseline["accuracy"])}
         timings["evaluate_s"] = round_s(time.perf_counter() - t0)
 
     t0 = time.perf_counter()

@@ -87,6 +87,9 @@ class CurvePoint:
     n_train: int
     macro_f1: float
     accuracy: float
+    # The frozen-embedding baseline (linear probe) on the same labels; None for rounds
+    # from before it was recorded.
+    baseline_f1: float | None = None
 
 
 def learning_curve(project: Project) -> list[CurvePoint]:
@@ -94,15 +97,17 @@ def learning_curve(project: Project) -> list[CurvePoint]:
     rows = (
         Round.objects.filter(project=project, status=Round.Status.DONE, metrics__isnull=False)
         .order_by("number")
-        .values_list("number", "n_train", "metrics")
+        .values_list("number", "n_train", "metrics", "fit")
     )
     points = []
-    for number, n_train, metrics in rows:
+    for number, n_train, metrics, fit in rows:
         if not isinstance(metrics, dict) or "macro_f1" not in metrics:
             continue
+        baseline = (fit or {}).get("baseline") or {}
         points.append(CurvePoint(number=number, n_train=n_train,
                                  macro_f1=float(metrics["macro_f1"]),
-                                 accuracy=float(metrics.get("accuracy", 0.0))))
+                                 accuracy=float(metrics.get("accuracy", 0.0)),
+                                 baseline_f1=baseline.get("macro_f1")))
     return points
 
 

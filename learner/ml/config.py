@@ -30,8 +30,10 @@ class TrainConfig:
       unfrozen one per epoch from the top, or every weight), starting from the linear
       probe's head (LP-FT, ``lp_init``), early-stopped on the validation split.
     - ``auto`` (the default): the ladder. The head is always fitted; the fine-tuning
-      rungs in ``ladder`` are fitted once there are ``ladder_min_labels`` labels; the
-      rung with the best validation score is kept (ties go to the cheaper rung).
+      rungs in ``ladder`` are fitted once there are ``ladder_min_labels`` labels (on the
+      shared datasets LP-FT beats the probe from about 100 labels on); the deepest rung
+      whose validation score is within noise of the best is kept, so a small validation
+      split overrules fine-tuning only when it is clearly worse.
 
     Learning rates are per optimizer step. ``learning_rate`` applies to the top encoder
     layer; layer ``i`` below the top gets ``learning_rate * layer_lr_decay**i`` and the

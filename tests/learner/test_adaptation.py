@@ -126,3 +126,8 @@ def test_the_round_page_shows_every_rung_the_ladder_fitted_and_the_calibration(
     assert "kept" in page and "temperature" in page
     assert "Calibration error on the holdout" in page
     assert "Model ladder" in page and "labelwise.json" not in page
+    # The frozen-embedding baseline on the same labels is recorded and drawn beside the
+    # round's own point on the learning curve.
+    assert 0.0 <= done.fit["baseline"]["macro_f1"] <= 1.0
+    dashboard = client.get(f"/p/{project.pk}/learner/").content.decode()
+    assert 'data-series="baseline"' in dashboard and 'stroke-dasharray' in dashboard

@@ -176,6 +176,30 @@ def test_progress_is_286_when_idle_and_200_with_percent_while_running(
     assert client.get(_url("progress", project)).status_code == 286
 
 
+def test_an_open_dashboard_reloads_its_results_when_a_round_finishes_and_another_is_queued(
+    client, project, viewer
+):  # type: ignore[no-untyped-def]
+    """The demo's pace: the next round is queued before the poll ever finds the learner
+    idle, so "no active round" never happens; the poll carries the newest finished round
+    it knew and the results reload as soon as a newer one exists."""
+    client.force_login(viewer)
+    first = services.round_request(project=project)
+    services.round_claim(worker="t")
+    page = client.get(_url("dashboard", project)).content.decode()
+    assert '?shown=0"' in page  # nothing finished yet
+    poll = client.get(_url("progress", project) + "?shown=0", headers={"HX-Request": "true"})
+    assert poll.status_code == 200 and "HX-Trigger" not in poll
+
+    services.round_finish(round=first, n_train=3)
+    services.round_request(project=project)  # round 2 queued straight away
+    poll = client.get(_url("progress", project) + "?shown=0", headers={"HX-Request": "true"})
+    assert poll.status_code == 200  # still polling: round 2 is queued
+    assert poll["HX-Trigger"] == "learner-round-finished"
+    assert '?shown=1"' in poll.content.decode()  # the next poll knows round 1
+    again = client.get(_url("progress", project) + "?shown=1", headers={"HX-Request": "true"})
+    assert "HX-Trigger" not in again
+
+
 def test_dashboard_shows_a_curve_point_per_done_round(
     client, project, lead, tiny_model_dir
 ):  # type: ignore[no-untyped-def]

@@ -142,11 +142,13 @@ class Command(BaseCommand):
                     name="bbc_news.jsonl",
                 )
                 holdout = services.holdout_reserve(project=project, fraction=HOLDOUT_OF_LABELLED)
-                # Rounds small enough for a CPU: one every 40 new labels, two epochs, and
-                # a tenth of the queue picked at random so the curve is honest.
+                # The default ladder (mode auto, training length from the label count), a
+                # round every 40 new labels, a tenth of the queue picked at random so the
+                # curve is honest, and suggestions once the model is right 7 times in 10.
                 LearnerSettings.objects.update_or_create(project=project, defaults={
-                    "mode": LearnerSettings.Mode.FULL, "epochs": 2, "max_length": 128,
+                    "mode": LearnerSettings.Mode.AUTO, "epochs": None, "max_length": 128,
                     "train_every_labels": 40, "random_share": 0.1, "show_suggestions": True,
+                    "suggestion_threshold": 0.7,
                 })
             self.stdout.write(
                 f"Imported {report.created} of {rows} BBC News articles "

@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from learner.ml.simulate.data import cached_embeddings, load_dataset
 from learner.ml.simulate.learners import (
     FastLearner,
@@ -78,6 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--stop-at-target", action="store_true",
                         help="loop mode: end a run at the first round that reaches 95%% of "
                         "the full-data macro-F1")
+    parser.add_argument("--pool-size", type=int, default=None,
+                        help="loop mode: a seeded random sample of the training split is the "
+                        "pool (the full-data reference still trains on the whole split)")
     parser.add_argument("--train-config", default=None,
                         help='loop/full mode: TrainConfig overrides as JSON, e.g. '
                         '\'{"mode": "full"}\'')
@@ -170,10 +175,17 @@ def run(args: argparse.Namespace) -> SimulationResult:
         full_score = _full_data_score(data, learner, config, out, log)
     target = None if full_score is None else TARGET_FRACTION * full_score["macro_f1"]
 
+    pool_data = data
+    if args.mode == "loop" and getattr(args, "pool_size", None) and (
+            args.pool_size < len(data.train_idx)):
+        keep = np.random.default_rng(12345).choice(data.train_idx, args.pool_size, replace=False)
+        pool_data = replace(data, train_idx=np.sort(keep))
+        log(f"pool: a sample of {args.pool_size} of the {len(data.train_idx)} training texts")
     if args.mode == "loop":
         from learner.ml.simulate.loop import DEFAULT_ROUNDS
 
-        points = sorted({min(r, len(data.train_idx)) for r in (args.rounds_at or DEFAULT_ROUNDS)
+        points = sorted({min(r, len(pool_data.train_idx))
+                         for r in (args.rounds_at or DEFAULT_ROUNDS)
                          if args.budget is None or r <= args.budget})
     else:
         points = eval_points(seed_size=args.seed_size, batch_size=args.batch_size,
@@ -202,7 +214,7 @@ def run(args: argparse.Namespace) -> SimulationResult:
                 if args.mode == "loop":
                     from learner.ml.simulate.loop import LoopSettings, replay
 
-                    curves += replay(data, emb, strategy, seed=seed, on_point=on_point,
+                    curves += replay(pool_data, emb, strategy, seed=seed, on_point=on_point,
                                      settings=LoopSettings(
                                          rounds_at=tuple(points),
                                          refresh_every=args.refresh_every,
