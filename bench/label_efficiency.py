@@ -121,7 +121,23 @@ def run_mode(
         argv = ["--data", str(data), "--out", str(out / mode / bench.name), *bench.split,
                 "--strategies", ",".join(strategies), "--mode", mode,
                 "--max-length", str(args.max_length), "--quiet"]
-        if mode == "fast":
+        if mode == "loop":
+            seeds = args.seeds or ("0" if quick else "0,1,2")
+            rounds = args.rounds_at or ("50,100" if quick else None)
+            argv += ["--seeds", seeds, "--stop-at-target"]
+            if rounds:
+                argv += ["--rounds-at", rounds]
+            budget = max(int(r) for r in (rounds or "3000").split(","))
+            if args.budget:
+                argv += ["--budget", str(args.budget)]
+                budget = args.budget
+            if args.full_data_score is not None:
+                argv += ["--full-data-score", str(args.full_data_score)]
+            if args.train_config:
+                argv += ["--train-config", args.train_config]
+            if args.pool_size:
+                argv += ["--pool-size", str(args.pool_size)]
+        elif mode == "fast":
             seeds = args.seeds or ("0" if quick else "0,1,2")
             budget = args.budget or (300 if quick else 1000)
             argv += ["--seeds", seeds, "--seed-size", "25", "--batch-size", "25",
@@ -198,7 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", type=Path, default=None,
                         help="folder of the JSONL files (default $LABELWISE_DATASETS or "
                         "../shared/datasets)")
-    parser.add_argument("--mode", choices=["fast", "full", "both"], default="fast")
+    parser.add_argument("--mode", choices=["loop", "fast", "full", "both"], default="loop")
+    parser.add_argument("--rounds-at", default=None,
+                        help="loop mode: label counts of the rounds (default 50,75,100,...)")
+    parser.add_argument("--train-config", default=None,
+                        help="loop mode: TrainConfig overrides as JSON")
+    parser.add_argument("--pool-size", type=int, default=4000,
+                        help="loop mode: the pool is a seeded sample of this many training "
+                        "texts (every round scores the whole pool; 0 = the whole split)")
     parser.add_argument("--quick", action="store_true",
                         help="1 seed, 1,500 rows, small budgets: a smoke run")
     parser.add_argument("--datasets-only", type=lambda s: s.split(","), default=None)

@@ -2,8 +2,12 @@
 the learner trains a round every --batch labels, and the holdout macro-F1 is recorded per
 round. The same loop with random ordering runs in the same process as the baseline.
 
-    python bench/loop.py [--rounds 4] [--batch 40] [--mode full|head|lora|gradual]
+    python bench/loop.py [--rounds 4] [--batch 40] [--mode full|auto|head|lora|gradual]
                          [--epochs 2] [--max-length 128]
+
+``--epochs 0`` leaves the epochs to the label count (LearnerSettings.epochs None: enough
+for TrainConfig.min_steps optimizer steps, early-stopped on validation), which is what a
+project gets by default; on CPU that is many more steps than the default 2 epochs.
 
 Prints, per round and ordering: labels, seconds (train / score / total) and holdout
 macro-F1 and accuracy. Runs on a throwaway SQLite database under a temp folder.
@@ -42,7 +46,7 @@ def make_project(  # type: ignore[no-untyped-def]
     services.holdout_reserve(project=project, fraction=2 / 3, seed=args.seed)
     LearnerSettings.objects.create(
         project=project, mode=args.mode, strategy=strategy, random_share=random_share,
-        epochs=args.epochs, max_length=args.max_length, train_every_labels=0,
+        epochs=args.epochs or None, max_length=args.max_length, train_every_labels=0,
         seed=args.seed,
     )
     return project, lead
@@ -105,14 +109,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--batch", type=int, default=40, help="labels between rounds")
-    parser.add_argument("--mode", default="full", choices=["full", "head", "gradual", "lora"])
+    parser.add_argument("--mode", default="full",
+                        choices=["full", "auto", "head", "gradual", "lora"],
+                        help="LearnerSettings.mode (auto: the ladder, head then fine-tuning "
+                             "when it wins on validation)")
     parser.add_argument("--strategy", default="least_confidence")
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=2,
+                        help="0: from the label count (LearnerSettings.epochs None)")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     setup_django("sqlite")
-    print(f"BBC News demo corpus, {args.mode} fine-tuning, {args.epochs} epochs, "
+    epochs = f"{args.epochs} epochs" if args.epochs else "epochs from the label count"
+    print(f"BBC News demo corpus, mode {args.mode}, {epochs}, "
           f"max_length {args.max_length}, {args.batch} labels between rounds")
     learned = run_loop(args.strategy, args.strategy, 0.0, args)
     baseline = run_loop("random", "random", 1.0, args)

@@ -1,8 +1,9 @@
 """Latency and throughput of the predictions endpoint, PyTorch against ONNX int8.
 
 Sets up a throwaway Labelwise (its own SQLite database in a temporary folder), imports a
-few hundred real labelled texts, fine-tunes the real all-MiniLM-L6-v2 on them in one
-round (or uses a saved model folder given with --model), exports that round's model to
+few hundred real labelled texts, trains a classifier on the real all-MiniLM-L6-v2 in one
+round (mode auto: the linear head, and full fine-tuning when it wins on validation), or
+uses a saved model folder given with --model, exports that round's model to
 int8 ONNX with the export job, then times POST /api/projects/<id>/predict/ through the
 whole Django stack in process (token auth, validation, the model cache, JSON):
 
@@ -10,8 +11,8 @@ whole Django stack in process (token auth, validation, the model cache, JSON):
 - 64 texts per request: texts per second, both runtimes.
 
 Baselines, same run: the request as it would be without the model cache (the model is
-loaded from disk for every request), and a plain transformers pipeline on the exported
-Hugging Face folder (no web stack at all).
+loaded from disk for every request), and SetFit on the exported "hf" folder
+(``SetFitModel.from_pretrained(folder).predict_proba``, no web stack at all).
 
     .venv/bin/python bench/predict.py                     # 300 texts, MiniLM, ~2 min
     .venv/bin/python bench/predict.py --model var/artifacts/project-1/round-3
@@ -125,8 +126,9 @@ def main(argv: list[str] | None = None) -> None:
         Worker(name="bench").run_once()
         round = Round.objects.get(project=project)
         assert round.status == Round.Status.DONE, round.traceback
-        how = (f"all-MiniLM-L6-v2 fine-tuned on {round.n_train} {args.data.stem} texts, "
-               f"{args.epochs} epoch(s), holdout accuracy {round.metrics['accuracy']:.3f}")
+        how = (f"all-MiniLM-L6-v2 trained on {round.n_train} {args.data.stem} texts "
+               f"(mode auto, kept rung {round.fit.get('rung', '?')}), {args.epochs} epoch(s), "
+               f"holdout accuracy {round.metrics['accuracy']:.3f}")
     train_s = time.perf_counter() - started
     started = time.perf_counter()
     for fmt in ("hf", "onnx-int8"):
@@ -172,8 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'baseline: load per request, pytorch':38} {1000 * percentile(cold, 0.5):8.1f} "
           f"{1000 * percentile(cold, 0.95):8.1f} {'':>13}")
 
-    # Baseline 2: a plain transformers pipeline on the exported folder, no web stack.
-    from transformers import pipeline
+    # Baseline 2: the exported "hf" folder loaded by SetFit, no web stack.
+    from setfit import SetFitModel
 
     from api.models import ExportJob
 
@@ -181,12 +183,17 @@ def main(argv: list[str] | None = None) -> None:
     with zipfile.ZipFile(hf_zip) as zipped:
         zipped.extractall(workdir / "hf")
     (folder,) = [p for p in (workdir / "hf").iterdir() if p.is_dir()]
-    classify = pipeline("text-classification", model=str(folder), top_k=None, device="cpu")
-    classify(texts[:1], truncation=True)
-    plain = timed(lambda: classify([rng.choice(texts)], truncation=True), args.single)
-    plain_batch = timed(lambda: classify(rng.sample(texts, 64), truncation=True,
-                                         batch_size=64), args.batches)
-    print(f"{'baseline: transformers pipeline':38} {1000 * percentile(plain, 0.5):8.1f} "
+    setfit_model = SetFitModel.from_pretrained(str(folder), local_files_only=True,
+                                               device="cpu")
+
+    def setfit_proba(batch: list[str]) -> None:
+        setfit_model.predict_proba(batch, batch_size=64, as_numpy=True,
+                                   show_progress_bar=False)
+
+    setfit_proba(texts[:1])
+    plain = timed(lambda: setfit_proba([rng.choice(texts)]), args.single)
+    plain_batch = timed(lambda: setfit_proba(rng.sample(texts, 64)), args.batches)
+    print(f"{'baseline: SetFit on the hf export':38} {1000 * percentile(plain, 0.5):8.1f} "
           f"{1000 * percentile(plain, 0.95):8.1f} {64 / statistics.median(plain_batch):13.0f}")
     int8_zip = Path(ExportJob.objects.get(round=round, format="onnx-int8").path)
     with zipfile.ZipFile(int8_zip) as zipped:

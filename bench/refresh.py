@@ -84,27 +84,35 @@ def sample_texts(n: int) -> list[str]:
 def baselines(pool: int, labeled: int, max_length: int) -> dict[str, float]:
     """Seconds per text of a MiniLM forward pass and per fine-tuning step (batch 16)."""
     import torch
-    from transformers import AutoModelForSequenceClassification
 
+    from learner.ml.config import TrainConfig
     from learner.ml.encoder import default_model_path, embed, load_encoder
+    from learner.ml.pooling import Pooling
+    from learner.ml.train import build_model
 
     texts = sample_texts(256)
-    tokenizer, model = load_encoder(None)
-    embed(texts[:16], tokenizer=tokenizer, model=model, max_length=max_length)  # warm up
+    tokenizer, model = load_encoder(None, device="cpu")
+    pooling = Pooling.of_checkpoint(default_model_path())
+    embed(texts[:16], tokenizer=tokenizer, model=model, pooling=pooling,
+          max_length=max_length)  # warm up
     started = time.perf_counter()
-    embed(texts, tokenizer=tokenizer, model=model, max_length=max_length, batch_size=64)
+    embed(texts, tokenizer=tokenizer, model=model, pooling=pooling, max_length=max_length,
+          batch_size=64)
     per_text = (time.perf_counter() - started) / len(texts)
 
-    clf = AutoModelForSequenceClassification.from_pretrained(default_model_path(), num_labels=8)
+    # The model every fine-tuning rung trains: encoder, its pooling, a linear head.
+    clf, _ = build_model(TrainConfig(max_length=max_length), 8)
     clf.train()
-    opt = torch.optim.AdamW(clf.parameters(), lr=5e-5)
+    opt = torch.optim.AdamW([p for p in clf.parameters() if p.requires_grad], lr=5e-5)
     batch = tokenizer(texts[:16], truncation=True, max_length=max_length, padding=True,
                       return_tensors="pt")
     labels = torch.zeros(16, dtype=torch.long)
+    loss_fn = torch.nn.CrossEntropyLoss()
     steps = []
     for _ in range(3):
         started = time.perf_counter()
-        loss = clf(**batch, labels=labels).loss
+        loss = loss_fn(clf(input_ids=batch["input_ids"],
+                           attention_mask=batch["attention_mask"]), labels)
         loss.backward()
         opt.step()
         opt.zero_grad()

@@ -1,20 +1,23 @@
-"""Seconds for one active-learning round: train on the labels, score the unlabeled pool.
+"""Seconds per round as labels grow, and what the time savers cost in quality.
 
-One round as the worker runs it through ``LocalBackend``: fine-tune on ``--labels``
-labeled texts (the default ``TrainConfig``), stream the ``--pool`` unlabeled texts in
-chunks through one forward pass each that yields probabilities *and* embeddings, and
-rank them with a query strategy. Printed broken down into train / embed+predict (the
-forward pass over the pool) / score (the strategy over the probabilities).
+Successive rounds on the same growing set of random labels (``--labels 200,400,800``), each
+fitted three ways in the same run and scored on a fixed test sample:
 
-Baseline, same run: the pool scored by a plain ``transformers`` pipeline (batch 64,
-probabilities only, no embeddings), timed on ``--baseline-sample`` texts and
-extrapolated to the whole pool.
+- cold: Labelwise's default (mode auto: the ladder, the full rung from the base encoder);
+- warm: the same with ``warm_start`` (the full rung starts from the previous warm round's
+  encoder, with ``warm_start_step_fraction`` of the steps);
+- head: the ladder's cheapest rung alone (the frozen encoder and a linear probe).
 
-    .venv/bin/python bench/round.py                       # 500 labels, 10,000 pool
-    .venv/bin/python bench/round.py --labels 100 --pool 1000   # a quick check
+The step cap (``max_steps``) is what keeps a cold round's time from growing with the
+labels: ``--no-cap`` runs the cold rounds without it as the baseline. Then the pool: the
+last round's model scores ``--pool`` texts in chunks (probabilities and embeddings from one
+pass), and the strategy picks a batch.
 
-Data: rotten_tomatoes_sentiment from the shared datasets (12,752 short reviews), or
-``--data`` (JSON Lines with ``text`` and ``label``).
+    .venv/bin/python bench/round.py                          # 200, 400, 800 labels
+    .venv/bin/python bench/round.py --labels 100,200 --pool 1000 --test 300   # quick
+
+Data: rotten_tomatoes_sentiment from the shared datasets, or ``--data`` (JSON Lines with
+``text`` and ``label``).
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,25 +41,21 @@ import torch  # noqa: E402
 
 from learner.ml.backends.local import LocalBackend  # noqa: E402
 from learner.ml.config import ScoreConfig, TrainConfig  # noqa: E402
+from learner.ml.evaluate import evaluate  # noqa: E402
+from learner.ml.train import TextClassifier  # noqa: E402
 
 DATASETS = Path(os.environ.get("LABELWISE_DATASETS", REPO.parent / "shared" / "datasets"))
 
 
-def entropy_top_k(probs: np.ndarray, k: int) -> np.ndarray:
-    """Fallback strategy when learner.ml.strategies is unavailable: max entropy."""
-    entropy = -(probs * np.log(np.clip(probs, 1e-12, 1.0))).sum(axis=1)
-    return np.argsort(-entropy)[:k]
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--labels", type=int, default=500)
-    parser.add_argument("--pool", type=int, default=10_000)
+    parser.add_argument("--labels", default="200,400,800", help="label counts of the rounds")
+    parser.add_argument("--pool", type=int, default=5000)
+    parser.add_argument("--test", type=int, default=1000)
     parser.add_argument("--data", type=Path, default=DATASETS / "rotten_tomatoes_sentiment.jsonl")
-    parser.add_argument("--mode", default="full", choices=["full", "head", "gradual", "lora"])
-    parser.add_argument("--chunk-size", type=int, default=2000)
-    parser.add_argument("--batch-size", type=int, default=10, help="texts to query")
-    parser.add_argument("--baseline-sample", type=int, default=500)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--no-cap", action="store_true",
+                        help="also fit the cold rounds without the step cap (the baseline)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -63,76 +64,84 @@ def main(argv: list[str] | None = None) -> None:
 
     with args.data.open(encoding="utf-8") as handle:
         rows = [json.loads(line) for line in handle]
+    counts = [int(n) for n in args.labels.split(",")]
     order = np.random.default_rng(args.seed).permutation(len(rows))
-    if len(rows) < args.labels + args.pool:
-        raise SystemExit(f"{args.data} has {len(rows)} rows, fewer than labels + pool")
-    labeled = [rows[i] for i in order[: args.labels]]
-    pool = [rows[i] for i in order[args.labels : args.labels + args.pool]]
-    label_names = sorted({r["label"] for r in rows})
+    if len(rows) < max(counts) + args.pool + args.test:
+        raise SystemExit(f"{args.data} has {len(rows)} rows, fewer than labels + pool + test")
+    labelled = [rows[i] for i in order[: max(counts)]]
+    test = [rows[i] for i in order[max(counts): max(counts) + args.test]]
+    pool = [rows[i] for i in order[max(counts) + args.test:][: args.pool]]
+    names = sorted({r["label"] for r in rows})
+    truth = np.array([names.index(r["label"]) for r in test])
+    config = TrainConfig(max_length=args.max_length, seed=args.seed)
+    print(f"rounds at {counts} labels; {len(test)} test texts; torch threads "
+          f"{torch.get_num_threads()}; step cap {config.max_steps}, warm fraction "
+          f"{config.warm_start_step_fraction}")
 
-    config = TrainConfig(mode=args.mode)
-    backend = LocalBackend(ScoreConfig(chunk_size=args.chunk_size))
-    print(f"round: {args.labels} labels, {args.pool} pool texts, mode {args.mode}, "
-          f"max_length {config.max_length}, torch threads {torch.get_num_threads()}")
+    def fit(cfg: TrainConfig, n: int, warm: str | None = None) -> tuple[TextClassifier, float,
+                                                                        float]:
+        started = time.perf_counter()
+        clf = TextClassifier(cfg, names).fit(
+            [r["text"] for r in labelled[:n]], [r["label"] for r in labelled[:n]],
+            doc_ids=[str(i) for i in range(n)], warm_start=warm)
+        seconds = time.perf_counter() - started
+        f1 = evaluate(truth, clf.predict_proba([r["text"] for r in test]), names)["macro_f1"]
+        return clf, seconds, float(f1)
 
-    started = time.perf_counter()
-    clf = backend.train(config, label_names, [r["text"] for r in labeled],
-                        [r["label"] for r in labeled])
-    train_s = time.perf_counter() - started
+    ways = {"cold": config, "warm": replace(config, warm_start=True),
+            "head": replace(config, mode="head")}
+    if args.no_cap:
+        ways["cold, no cap"] = replace(config, max_steps=None)
+    results: dict[str, list[tuple[float, float, str]]] = {w: [] for w in ways}
+    folder = Path(tempfile.mkdtemp(prefix="labelwise-bench-round-"))
+    last: TextClassifier | None = None
+    for i, n in enumerate(counts):
+        for way, cfg in ways.items():
+            previous = str(folder / f"warm-{i - 1}") if way == "warm" and i else None
+            clf, seconds, f1 = fit(cfg, n, previous)
+            if way == "warm":
+                clf.save(folder / f"warm-{i}")
+            if way == "cold":
+                last = clf
+            results[way].append((seconds, f1, clf.rung_))
+            print(f"  {n:>5} labels  {way:<13} {seconds:7.1f} s  macro-F1 {f1:.3f}  "
+                  f"({clf.rung_})", flush=True)
+
+    print(f"\n{'labels':>7}" + "".join(f"{w:>24}" for w in ways))
+    for i, n in enumerate(counts):
+        print(f"{n:>7}" + "".join(
+            f"{results[w][i][0]:>9.0f} s  F1 {results[w][i][1]:.3f}" for w in ways))
+    total = {w: sum(s for s, _, _ in r) for w, r in results.items()}
+    print("all rounds: " + ", ".join(f"{w} {t:.0f} s" for w, t in total.items()))
+    if "warm" in total and total["cold"]:
+        mean_gap = np.mean([w[1] - c[1] for w, c in zip(results["warm"], results["cold"],
+                                                         strict=True)])
+        print(f"warm start: {total['warm'] / total['cold']:.2f}x the cold rounds' time, "
+              f"macro-F1 {mean_gap:+.3f} on average")
+
+    assert last is not None
+    backend = LocalBackend(ScoreConfig())
 
     def chunks() -> Iterator[tuple[list[int], list[str]]]:
-        for start in range(0, len(pool), args.chunk_size):
-            part = pool[start : start + args.chunk_size]
+        for start in range(0, len(pool), 2000):
+            part = pool[start:start + 2000]
             yield list(range(start, start + len(part))), [r["text"] for r in part]
 
     started = time.perf_counter()
-    all_probs, all_embeddings = [], []
-    for _ids, probs, embeddings in backend.score_chunks(clf, chunks(), total=len(pool)):
-        all_probs.append(probs)
-        all_embeddings.append(embeddings)
+    parts = list(backend.score_chunks(last, chunks(), total=len(pool)))
     forward_s = time.perf_counter() - started
+    probs = np.concatenate([p for _, p, _ in parts])
+    embeddings = np.concatenate([e for _, _, e in parts])
+    from learner.ml.queue import select_batch
+    from learner.ml.strategies import DEFAULT_STRATEGY, get_strategy
 
-    probs, embeddings = np.concatenate(all_probs), np.concatenate(all_embeddings)
-    n_embedded = len(embeddings)
     started = time.perf_counter()
-    try:
-        from learner.ml.strategies import DEFAULT_STRATEGY, get_strategy
-
-        strategy = get_strategy(DEFAULT_STRATEGY)
-        if "mc_probs" in strategy.requires:
-            strategy = get_strategy("entropy")
-        selection = strategy.select(list(range(len(pool))), args.batch_size, probs=probs,
-                                    embeddings=embeddings)
-        picked = np.asarray(getattr(selection, "ids", selection))
-        strategy_name = f"{strategy.name} (learner.ml.strategies, with dedup on embeddings)"
-    except ImportError:  # the strategies module lives beside this bench, owned elsewhere
-        picked = entropy_top_k(probs, args.batch_size)
-        strategy_name = "entropy (fallback)"
-    score_s = time.perf_counter() - started
-    total_s = train_s + forward_s + score_s
-
-    print(f"train:          {train_s:8.1f} s  ({clf.metrics_['n_train']} train / "
-          f"{clf.metrics_['n_validation']} validation, "
-          f"{len(clf.metrics_['history'])} epochs)")
-    print(f"embed+predict:  {forward_s:8.1f} s  ({len(pool) / forward_s:.1f} texts/s, "
-          f"probs + {n_embedded} embeddings in one pass)")
-    print(f"score:          {score_s:8.3f} s  ({strategy_name}, top {len(picked)})")
-    print(f"round total:    {total_s:8.1f} s")
-
-    from transformers import pipeline
-
-    pipe = pipeline("text-classification", model=clf.model_, tokenizer=clf.tokenizer_,
-                    batch_size=64, top_k=None, device=clf.model_.device)
-    sample = [r["text"] for r in pool[: args.baseline_sample]]
-    pipe(sample[:16], truncation=True, max_length=config.max_length)
-    started = time.perf_counter()
-    pipe(sample, truncation=True, max_length=config.max_length)
-    base_rate = len(sample) / (time.perf_counter() - started)
-    base_forward_s = len(pool) / base_rate
-    print(f"baseline: transformers pipeline scoring, {base_rate:.1f} texts/s on "
-          f"{len(sample)} texts -> {base_forward_s:.1f} s for the pool (no embeddings); "
-          f"round with it {train_s + base_forward_s:.1f} s vs {total_s:.1f} s "
-          f"({(train_s + base_forward_s) / total_s:.2f}x)")
+    picked = select_batch(get_strategy(DEFAULT_STRATEGY), list(range(len(pool))), embeddings,
+                          k=50, seed=0, probs=probs)
+    select_s = time.perf_counter() - started
+    print(f"pool: {len(pool)} texts scored in {forward_s:.1f} s ({len(pool) / forward_s:.0f} "
+          f"texts/s, probabilities and embeddings in one pass); batch of "
+          f"{len(picked.ids)} selected in {select_s:.2f} s")
 
 
 if __name__ == "__main__":

@@ -13,9 +13,16 @@
     shownAt = performance.now();
   });
   // Record how long the annotator looked at the text (labels per hour on the dashboard).
+  // htmx 2 hands the request's fields over as FormData (event.detail.formData): the `in`
+  // operator never sees a FormData field, so ask it with has()/set().
   document.addEventListener("htmx:configRequest", function (event) {
-    if (event.detail.parameters && "duration_ms" in event.detail.parameters) {
-      event.detail.parameters.duration_ms = String(Math.round(performance.now() - shownAt));
+    const fields = event.detail.formData || event.detail.parameters;
+    const value = String(Math.round(performance.now() - shownAt));
+    if (!fields) return;
+    if (typeof fields.has === "function") {
+      if (fields.has("duration_ms")) fields.set("duration_ms", value);
+    } else if ("duration_ms" in fields) {
+      fields.duration_ms = value;
     }
   });
 

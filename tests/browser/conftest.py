@@ -51,6 +51,13 @@ def browser() -> Iterator[object]:
             args=["--no-sandbox", "--disable-background-networking", "--disable-gpu",
                   "--disable-component-update", "--disable-sync", "--no-first-run"],
         )
+        # The first page of a fresh browser starts its renderer and network processes; on
+        # a loaded machine that alone took over 15 s, and the first test's first goto
+        # timed out. Pay it here, once, outside any test's timeout.
+        warm = chromium.new_page()
+        warm.goto("about:blank", timeout=120_000)
+        warm.set_content("<p>warm</p>", timeout=120_000)
+        warm.close()
         yield chromium
         chromium.close()
 
@@ -60,5 +67,7 @@ def page(browser):  # type: ignore[no-untyped-def]
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(15_000)
+    # Page loads wait on the live server, which shares the machine with everything else.
+    page.set_default_navigation_timeout(45_000)
     yield page
     context.close()

@@ -12,6 +12,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 def log_in(page, live_server, username: str) -> None:  # type: ignore[no-untyped-def]
     page.goto(f"{live_server.url}/accounts/login/")
+    # Type only once the form is there and focused: keys sent before it land nowhere.
+    page.wait_for_function("document.activeElement && document.activeElement.name === "
+                           "'username'")
     page.keyboard.type(username)  # the username field has autofocus
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
@@ -32,6 +35,7 @@ def test_annotator_labels_three_documents_with_the_keyboard_only(
     answered: list[tuple[int, int]] = []
     for key in ["1", "2", "3"]:
         before = shown_document_id(page)
+        page.wait_for_timeout(300)  # the annotator reads for a moment
         page.keyboard.press(key)
         # The next document is swapped in without a page load.
         page.wait_for_function(
@@ -41,6 +45,11 @@ def test_annotator_labels_three_documents_with_the_keyboard_only(
     assert page.locator("#done-today").inner_text() == "3"
     saved = {(a.document_id, a.labels[0]) for a in Annotation.objects.filter(annotator=annotator)}
     assert saved == set(answered)
+    # The time each text was on screen is recorded: at least the pause above, and not
+    # absurdly long (the page's clock, not the server's).
+    durations = list(Annotation.objects.filter(annotator=annotator)
+                     .values_list("duration_ms", flat=True))
+    assert all(d is not None and 250 <= d < 60_000 for d in durations), durations
 
     # Undo (u) brings back the last document and deletes its answer.
     page.keyboard.press("u")

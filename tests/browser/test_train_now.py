@@ -23,6 +23,7 @@ CURVE_POINTS = "#learning-curve circle.point[data-series=macro_f1]"
 
 def log_in(page, live_server, username: str) -> None:  # type: ignore[no-untyped-def]
     page.goto(f"{live_server.url}/accounts/login/")
+    page.wait_for_selector("input[name=username]")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", PASSWORD)
     page.keyboard.press("Enter")
