@@ -262,6 +262,23 @@ def param_groups(model: PooledClassifier, config: TrainConfig, *, lora: bool = F
     return groups
 
 
+def _with_lora(encoder: nn.Module, config: TrainConfig) -> nn.Module:
+    """The encoder with low-rank adapters: on peft's default modules for its architecture
+    (query/value for BERT and RoBERTa, query_proj/value_proj for DeBERTa), or on every
+    linear layer where peft has no default (DistilBERT, ModernBERT): no parameter names
+    are assumed here."""
+    from peft import LoraConfig, get_peft_model
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+    model_type = str(getattr(getattr(encoder, "config", None), "model_type", ""))
+    targets = None if model_type in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING else (
+        "all-linear")
+    return get_peft_model(encoder, LoraConfig(
+        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        target_modules=targets,
+    ))
+
+
 def unused_parameters(model: PooledClassifier) -> list[torch.Tensor]:
     """Encoder parameters the pooled classifier never uses (BERT's pooler: the head reads
     the checkpoint's own pooling instead). They stay frozen and out of the optimizer, and
@@ -591,13 +608,7 @@ def fine_tune(
     cfg, k = config, len(labels)
     device = next(model.parameters()).device
     if rung == "lora":
-        from peft import LoraConfig, get_peft_model
-
-        # target_modules None: peft's default for the architecture (query/value for BERT,
-        # q_lin/v_lin for DistilBERT, ...), so no parameter names are assumed here.
-        model.encoder = get_peft_model(model.encoder, LoraConfig(  # type: ignore[assignment]
-            r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-        ))
+        model.encoder = _with_lora(model.encoder, cfg)  # type: ignore[assignment]
     loss_fn = build_loss(cfg, data.targets[data.train_idx], k).to(device)
     targets = target_tensor(data.targets, multi_label=cfg.multi_label)
     optimizer = torch.optim.AdamW(param_groups(model, cfg, lora=rung == "lora"))
@@ -761,8 +772,10 @@ class TextClassifier:
 
         # The fine-tuning rungs, each from a fresh copy of the encoder (or the previous
         # round's, warm) and the probe's head.
-        warm = warm_start is not None and cfg.warm_start and bool(rungs)
-        start = self._warm_start(str(warm_start), data, probe, device, report) if warm else None
+        start = None
+        if warm_start is not None and cfg.warm_start and rungs:
+            start = self._warm_start(str(warm_start), data, probe, device, report)
+        warm = start is not None
         init = self._init_head(frozen, data, probe) if rungs and start is None else probe
         tuned: dict[str, PooledClassifier] = {}
         histories: dict[str, list[dict[str, float]]] = {}
