@@ -58,6 +58,8 @@ class Worker:
     # While idle, how often to look for new labels to refresh on (a cheap count per
     # project); this bounds the delay from a label to a re-scored queue.
     refresh_poll_seconds: float = 0.5
+    # Whether a waiting export goes before the next round (set after each round).
+    _export_turn: bool = field(default=False, init=False, repr=False)
 
     def run_once(self) -> bool:
         """Recovers stale rounds, queues the rounds whose triggers fired, refreshes the
@@ -69,13 +71,19 @@ class Worker:
             log.info("round %s queued for %s (%s)", requested.pk, requested.project,
                      requested.get_trigger_display())
         self.refresh_scores()
+        # Model exports are background jobs too. Rounds and exports take turns: after a
+        # round, a waiting export runs before the next round, so a project whose labels
+        # keep queueing rounds cannot starve its own (or another project's) exports.
+        if self._export_turn and export_jobs_run_once(worker=self.name):
+            self._export_turn = False
+            return True
         round = services.round_claim(worker=self.name)
         if round is None:
-            # Model exports (ONNX, int8) are background jobs too; rounds go first.
             return export_jobs_run_once(worker=self.name)
         log.info("round %s (%s #%s): claimed by %s", round.pk, round.project, round.number,
                  self.name)
         self._run(round)
+        self._export_turn = True
         return True
 
     def refresh_scores(self) -> None:

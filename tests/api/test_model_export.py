@@ -176,7 +176,7 @@ def test_hf_and_onnx_exports_load_elsewhere_and_predict_as_the_api(
 
 
 def test_multi_label_export_matches_with_the_card_thresholds(
-    lead, annotator, clients, tiny_model_dir, settings, tmp_path
+    lead, annotator, clients, tiny_model_name, settings, tmp_path
 ):
     from setfit import SetFitModel
 
@@ -187,7 +187,7 @@ def test_multi_label_export_matches_with_the_card_thresholds(
         labels=["business", "sport", "tech"],
     )
     fill_labelled(project, multi=True)
-    round = train_round(project, tiny_model_dir)
+    round = train_round(project, tiny_model_name)
     api = predict(clients["lead"], project, TEXTS)
     assert api["multi_label"] is True
     folder = export_and_download(clients["lead"], project, round, "hf", tmp_path / "hf")
@@ -225,3 +225,30 @@ def test_a_failed_export_records_its_error(clients, trained_round):
     export_jobs_run_once(worker="test")
     status = clients["lead"].get(url(project, f"exports/{job['id']}/")).json()
     assert status["status"] == "failed" and "no saved model" in status["error"]
+
+
+def test_rounds_and_exports_take_turns_so_a_busy_project_never_starves_its_exports(
+    clients, trained_round
+):
+    """The demo's pace: a round is queued every few dozen labels. An export asked for
+    meanwhile runs right after the current round, before the next one."""
+    from learner import services
+    from learner.worker import Worker
+
+    project = trained_round.project
+    job = clients["lead"].post(url(project, f"rounds/{trained_round.number}/exports/"),
+                               {"format": "hf"}, format="json").json()
+
+    def quick_round(round, progress):  # type: ignore[no-untyped-def]
+        # The scheduling is under test here, not training: a round that trains nothing.
+        return {"n_train": 0}
+
+    worker = Worker(name="test", runner=quick_round, refresh=False)
+    services.round_request(project=project)
+    assert worker.run_once() is True  # the round queued first goes first
+    services.round_request(project=project)  # ... and the next is queued straight away
+    assert worker.run_once() is True
+    assert ExportJob.objects.get(pk=job["id"]).status == "done"
+    assert Round.objects.filter(project=project, status="queued").count() == 1
+    assert worker.run_once() is True  # then the queued round
+    assert not Round.objects.filter(project=project, status="queued").exists()

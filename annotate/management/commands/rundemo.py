@@ -1,5 +1,6 @@
-"""`python manage.py rundemo`: the web app and the learner together (what `make demo` runs),
-optionally with simulated annotators labelling the demo project from its gold labels."""
+"""`python manage.py rundemo`: the web app, the learner and the export worker together (what
+`make demo` runs), optionally with simulated annotators labelling the demo project from its
+gold labels."""
 
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ class Command(BaseCommand):
         commands = {
             "web": [sys.executable, MANAGE, "runserver", str(options["addr"]), "--noreload"],
             "learner": [sys.executable, MANAGE, "learner"],
+            # Model exports get their own process: a demo queues a round every few dozen
+            # labels, and an export waiting for the learner to be idle waited for ever.
+            "exports": [sys.executable, MANAGE, "export_worker"],
         }
         if int(options["simulate"]) > 0:
             commands["annotators"] = [
