@@ -50,7 +50,7 @@ class TrainConfig:
     batch_size: int = 16
     eval_batch_size: int = 64  # inference batches (prediction, validation, scoring)
     epochs: int | None = None  # None: from the label count (min_steps, max_epochs)
-    min_steps: int = 150
+    min_steps: int = 100
     max_epochs: int = 20
     max_steps: int | None = 400  # None: no cap (round time grows with the labels)
     learning_rate: float = 5e-5
