@@ -29,8 +29,9 @@ from learner.ml.backends import get_backend
 from learner.ml.calibration import ece_of
 from learner.ml.config import ScoreConfig, TrainConfig
 from learner.ml.evaluate import evaluate
+from learner.ml.progress import Phase, RoundEta
 from learner.ml.strategies import DEFAULT_STRATEGY, get_strategy
-from learner.ml.train import TextClassifier
+from learner.ml.train import TextClassifier, plan_epochs
 from learner.models import LearnerSettings, Prediction, Round
 from learner.refresh import predicted_and_confidence
 
@@ -128,16 +129,18 @@ def run_round(round: Round, progress: Progress) -> dict[str, Any]:
 
     config = train_config_for(round, multi_label=multi)
     started = time.perf_counter()
+    pool_total = Document.objects.filter(project_id=project.pk,
+                                         split=Document.Split.POOL).count()
+    clock = _round_eta(config, len(train_ids), len(hold_ids), pool_total)
 
-    def train_progress(phase: str, step: int, total: int) -> None:
-        elapsed = time.perf_counter() - started
-        eta = elapsed / step * (total - step) if step else None
-        progress(phase, step, total, eta)
+    def report(phase: str, step: int = 0, total: int = 0, _: float | None = None) -> None:
+        clock.report(phase, step, total)
+        progress(phase, step, total, clock.seconds_left())
 
     # The backend trains here, or data-parallel on a Ray cluster (LEARNER_BACKEND=ray with
     # LABELWISE_RAY_TRAIN_WORKERS > 1).
     classifier = get_backend().train(
-        config, names, train_texts, y, doc_ids=train_ids, progress=train_progress,
+        config, names, train_texts, y, doc_ids=train_ids, progress=report,
         warm_start=_previous_model(round) if config.warm_start else None,
     )
     timings["train_s"] = round_s(time.perf_counter() - started)
@@ -145,10 +148,10 @@ def run_round(round: Round, progress: Progress) -> dict[str, Any]:
     metrics = None
     fit = _fit_summary(classifier)
     if hold_ids:
-        progress("evaluating", 0, len(hold_ids))
+        report("evaluating", 0, len(hold_ids))
         t0 = time.perf_counter()
         hold_targets = _targets(hold_finals, index, multi)
-        raw = classifier.logits(hold_texts)
+        raw = classifier.logits(hold_texts, report=lambda b, n: report("evaluating", b, n))
         metrics = evaluate(hold_targets, classifier.activate(raw), names,
                            multi_label=multi, thresholds=classifier.thresholds_)
         # The holdout's calibration error before and after the temperature (the fit's own
@@ -175,12 +178,12 @@ def run_round(round: Round, progress: Progress) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     scored = score_pool(round, classifier, label_ids=[label.pk for label in labels],
-                        progress=progress)
+                        progress=report)
     timings["score_s"] = round_s(time.perf_counter() - t0)
     timings.update(scored)
 
     t0 = time.perf_counter()
-    progress("selecting")
+    report("selecting")
     picked = select_after_round(round, classifier, seed=config.seed + len(train_ids))
     timings["select_s"] = round_s(time.perf_counter() - t0)
     timings["selected"] = len(picked)
@@ -243,6 +246,21 @@ def select_after_round(round: Round, classifier: TextClassifier, *, seed: int) -
         round, strategy, cached, k=selection.batch_size(settings), seed=seed,
         probs_for=probs_for, labelled=labelled, mc_for=mc_for,
     )
+
+
+def _round_eta(config: TrainConfig, n_train: int, n_holdout: int, n_pool: int) -> RoundEta:
+    """The phases a round will run, sized before it starts: the fine-tuning steps are the
+    plan for the label count (the fit's own plan replaces it once it reports)."""
+    fine_tunes = config.mode != "head" and (
+        config.mode != "auto" or n_train >= config.ladder_min_labels)
+    steps = plan_epochs(int(n_train * (1 - config.validation_fraction)), config)[2]
+    return RoundEta([
+        Phase("features", n_train),
+        Phase("train", steps if fine_tunes else 0, per_unit_texts=config.batch_size,
+              backward=True),
+        Phase("evaluating", n_holdout),
+        Phase("scoring", n_pool),
+    ])
 
 
 def _fit_summary(classifier: TextClassifier) -> dict[str, Any]:
@@ -339,7 +357,10 @@ def score_pool(
     backend = backend or get_backend(score_config)
     no_model_order = np.random.default_rng(round.pk)
     progress("scoring", 0, total)
-    for ids, probs, embeddings in backend.score_chunks(classifier, chunks()):
+    scored = backend.score_chunks(
+        classifier, chunks(), total=total,
+        progress=lambda _phase, step, of: progress("scoring", step, of))
+    for ids, probs, embeddings in scored:
         labelled = flags.popleft()
         cache.append(ids, embeddings)
         open_rows = np.flatnonzero(~np.asarray(labelled))

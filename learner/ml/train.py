@@ -397,6 +397,8 @@ def forward_logits(
     was_training = model.training
     model.train(dropout)
     batches = list(bucketed_batches([len(x) for x in ids], batch_size))
+    if report is not None:
+        report(0, len(batches))  # the start, so a one-batch pass is timed too
     try:
         with torch.inference_mode():
             for b, idx in enumerate(batches):
@@ -987,22 +989,27 @@ class TextClassifier:
         *,
         batch_size: int | None = None,
         max_length: int | None = None,
+        report: Callable[[int, int], None] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(predict_proba(texts), embed(texts))`` from a single forward pass.
 
         ``batch_size`` / ``max_length`` override the config's ``eval_batch_size`` /
-        ``max_length`` (a scorer may batch wider than training did).
+        ``max_length`` (a scorer may batch wider than training did); ``report(batch,
+        batches)`` after each batch.
         """
         ids = self._ids(texts, max_length)
         logits, feats = forward_logits(self.model_, ids, pad_id=self._pad_id,
-                                       batch_size=batch_size or self.config.eval_batch_size)
+                                       batch_size=batch_size or self.config.eval_batch_size,
+                                       report=report)
         return self.activate(logits), feats
 
-    def logits(self, texts: Sequence[str]) -> np.ndarray:
-        """(n, k) raw logits (before the temperature)."""
+    def logits(self, texts: Sequence[str], *,
+               report: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """(n, k) raw logits (before the temperature); ``report(batch, batches)``."""
         ids = self._ids(texts)
         return forward_logits(self.model_, ids, pad_id=self._pad_id,
-                              batch_size=self.config.eval_batch_size, features=False)[0]
+                              batch_size=self.config.eval_batch_size, features=False,
+                              report=report)[0]
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         """Single-label: (n,) label indices. Multi-label: (n, k) 0/1 via ``thresholds_``."""

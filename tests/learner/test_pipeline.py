@@ -22,7 +22,7 @@ WORDS = {
 
 
 @pytest.fixture
-def labelled_project(project, tiny_model_dir):  # type: ignore[no-untyped-def]
+def labelled_project(project, tiny_model_name):  # type: ignore[no-untyped-def]
     rng = random.Random(3)
     label_ids = {label.name: label.pk for label in project.labels.all()}
     docs = []
@@ -37,7 +37,7 @@ def labelled_project(project, tiny_model_dir):  # type: ignore[no-untyped-def]
         ))
     Document.objects.bulk_create(docs)
     annotate_services.holdout_reserve(project=project, fraction=0.33)
-    LearnerSettings.objects.create(project=project, model_name=str(tiny_model_dir), epochs=2,
+    LearnerSettings.objects.create(project=project, model_name=tiny_model_name, epochs=2,
                                    max_length=32, batch_size=8)
     return project
 
@@ -84,14 +84,14 @@ def test_margin_scores_rank_the_least_certain_first(labelled_project):
     assert margin(top) == pytest.approx(min(margin(p) for p in predictions), abs=1e-4)
 
 
-def test_a_round_with_one_class_fails_with_a_clear_error(project, lead, tiny_model_dir):
+def test_a_round_with_one_class_fails_with_a_clear_error(project, lead, tiny_model_name):
     sport = project.labels.get(name="sport").pk
     Document.objects.bulk_create(
         Document(project=project, text=f"goal {i}", text_hash=text_hash(f"goal {i}"),
                  rand=i / 10, final_labels=[sport], n_annotations=1, slots_taken=1)
         for i in range(6)
     )
-    LearnerSettings.objects.create(project=project, model_name=str(tiny_model_dir))
+    LearnerSettings.objects.create(project=project, model_name=tiny_model_name)
     services.round_request(project=project)
     Worker(name="test").run_once()
     failed = Round.objects.get(project=project)
@@ -150,3 +150,30 @@ def test_every_strategy_a_lead_can_pick_selects_a_batch_in_the_live_queue(labell
                      .order_by("rank").values_list("rank", "document__final_labels"))
         assert ranks and [r for r, _ in ranks] == list(range(len(ranks))), name
         assert all(final is None for _, final in ranks), name
+
+
+def test_every_phase_reports_steps_and_the_eta_comes_from_measured_rates(labelled_project):
+    """Evaluation and scoring report every batch (not once per 2,000-text chunk), and the
+    remaining time is known from the first timed forward pass on."""
+    from learner.pipeline import run_round
+
+    LearnerSettings.objects.filter(project=labelled_project).update(mode="full")
+    round = services.round_request(project=labelled_project)
+    calls: list[tuple[str, int, int, float | None]] = []
+
+    def progress(phase, step=0, total=0, eta=None):  # type: ignore[no-untyped-def]
+        calls.append((phase, step, total, eta))
+
+    run_round(round, progress)
+    phases = [c[0] for c in calls]
+    for phase in ("features", "train", "evaluating", "scoring"):
+        reports = [c for c in calls if c[0] == phase]
+        assert reports and reports[-1][1] == reports[-1][2] > 0, phase  # each ends complete
+    scoring = [c for c in calls if c[0] == "scoring"]
+    assert scoring[-1][1] == 90 - Document.objects.filter(
+        project=labelled_project, split="holdout").count()
+    assert len({c[1] for c in scoring}) >= 2  # its start, then progress within the chunk
+    etas = [c[3] for c in calls if c[3] is not None]
+    first_timed = phases.index("train")
+    assert all(c[3] is not None for c in calls[first_timed:] if c[0] in {"train", "scoring"})
+    assert etas[-1] <= max(etas)

@@ -64,10 +64,14 @@ class LocalBackend:
                 raise ValueError(f"chunk has {len(ids)} ids but {len(texts)} texts")
             if len(texts) == 0:
                 continue
+            report = None
+            if progress is not None:
+                # Every batch, not every chunk: a chunk of 2,000 long texts is a minute.
+                def report(batch: int, batches: int, base: int = done, n: int = len(texts)
+                           ) -> None:
+                    progress("score", base + n * batch // batches, max(total, base + n))
             probs, embeddings = classifier.proba_and_embed(
-                texts, batch_size=cfg.batch_size, max_length=cfg.max_length
+                texts, batch_size=cfg.batch_size, max_length=cfg.max_length, report=report,
             )
             done += len(texts)
-            if progress is not None:
-                progress("score", done, max(total, done))
             yield ids, probs, embeddings
