@@ -6,6 +6,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
@@ -16,6 +17,13 @@ from annotate.models import Membership
 LEAD = (Membership.Role.LEAD,)
 ANNOTATORS = (Membership.Role.LEAD, Membership.Role.REVIEWER, Membership.Role.ANNOTATOR)
 MEMBERS = tuple(Membership.Role.values)
+
+
+def may_create_accounts(user: Any) -> bool:
+    """Whether `user` may create accounts from a members page: staff, or every lead where
+    LABELWISE_LEADS_CREATE_USERS is on. Anyone may create a project (and so be a lead), so
+    a lead alone is not enough."""
+    return bool(getattr(user, "is_staff", False) or settings.LABELWISE_LEADS_CREATE_USERS)
 
 
 def project_view(*roles: str) -> Callable:

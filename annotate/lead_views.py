@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from django import forms
 from django.contrib import messages
@@ -30,7 +31,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from annotate import selectors, services
-from annotate.access import LEAD, project_view
+from annotate.access import LEAD, may_create_accounts, project_view
 from annotate.io import exporters
 from annotate.io.importer import FORMAT_CHOICES, DocumentImportError, documents_import
 from annotate.models import GuidelineVersion, Label, Membership, Project
@@ -302,7 +303,8 @@ def label_delete(request: HttpRequest, pk: int, label_id: int) -> HttpResponse:
 
 
 class MemberForm(forms.Form):
-    username = forms.CharField(max_length=150)
+    # The service normalises and validates the name (annotate.usernames).
+    username = forms.CharField(max_length=200)
     role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.ANNOTATOR)
     password = forms.CharField(
         required=False,
@@ -310,6 +312,13 @@ class MemberForm(forms.Form):
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
         help_text="Only to create a new account; leave empty for an existing user.",
     )
+
+    def __init__(self, *args: Any, can_create: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not can_create:
+            # Only staff create accounts (access.may_create_accounts); a password sent
+            # anyway is not even read.
+            del self.fields["password"]
 
     def clean_password(self) -> str:
         password = self.cleaned_data["password"]
@@ -321,7 +330,8 @@ class MemberForm(forms.Form):
 @project_view(*LEAD)
 def members(request: HttpRequest, pk: int) -> HttpResponse:
     project = request.project  # type: ignore[attr-defined]
-    form = MemberForm(request.POST or None)
+    can_create = may_create_accounts(request.user)
+    form = MemberForm(request.POST or None, can_create=can_create)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -329,7 +339,8 @@ def members(request: HttpRequest, pk: int) -> HttpResponse:
                 project=project,
                 username=data["username"],
                 role=data["role"],
-                create_password=data["password"] or None,
+                create_password=data.get("password") or None,
+                by=request.user,
             )
         except ValidationError as exc:
             _add_errors(form, exc)
@@ -350,6 +361,7 @@ def members(request: HttpRequest, pk: int) -> HttpResponse:
             "form": form,
             "memberships": memberships,
             "roles": Membership.Role.choices,
+            "can_create": can_create,
         },
     )
 

@@ -315,13 +315,30 @@ def guideline_history(*, project: Project) -> list[tuple[GuidelineVersion, int]]
     return [(version, used.get(version.pk, 0)) for version in versions]
 
 
-def _label_q(label_id: int) -> Q:
-    # A final label list holds Label ids. PostgreSQL answers "contains" from jsonb; SQLite
-    # has no JSON containment in Django, so match the id inside the stored JSON text
-    # ("[3, 12]"), bounded so 3 does not match 13.
+def _label_q(label_id: int, field: str = "final_labels") -> Q:
+    # A label list (final labels, an answer, a decision) holds Label ids. PostgreSQL answers
+    # "contains" from jsonb; SQLite has no JSON containment in Django, so match the id
+    # inside the stored JSON text ("[3, 12]"), bounded so 3 does not match 13.
     if connection.features.supports_json_field_contains:
-        return Q(final_labels__contains=[label_id])
-    return Q(final_labels__regex=rf"[\[ ]{label_id}[,\]]")
+        return Q(**{f"{field}__contains": [label_id]})
+    return Q(**{f"{field}__regex": rf"[\[ ]{label_id}[,\]]"})
+
+
+def label_uses(*, label: Label) -> list[str]:
+    """What in the label's project still names it, as plural nouns for a message: any of
+    "annotations", "documents' final labels", "adjudications" (a decision's labels or the
+    labels it replaced). Empty when the label can go."""
+    project_id = label.project_id
+    checks = [
+        ("annotations", Annotation.objects.filter(
+            _label_q(label.pk, "labels"), document__project_id=project_id)),
+        ("documents' final labels", Document.objects.filter(
+            _label_q(label.pk), project_id=project_id)),
+        ("adjudications", Adjudication.objects.filter(
+            _label_q(label.pk, "labels") | _label_q(label.pk, "previous_labels"),
+            document__project_id=project_id)),
+    ]
+    return [noun for noun, rows in checks if rows.exists()]
 
 
 DOCUMENT_STATUSES = {

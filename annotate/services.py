@@ -17,11 +17,12 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from annotate import selectors
+from annotate.access import may_create_accounts
 from annotate.bulk import row_insert_unless_conflict
 from annotate.models import (
     HEX_COLOUR,
@@ -35,6 +36,7 @@ from annotate.models import (
     Membership,
     Project,
 )
+from annotate.usernames import username_clean
 
 DEFAULT_COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860",
                    "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd"]
@@ -151,35 +153,89 @@ def label_update(
     return label
 
 
+def labels_hold(*, project: Project, label_ids: Iterable[int] | None = None) -> None:
+    """Holds the project's labels (or those of `label_ids`) until the caller's transaction
+    ends, for a write that is about to store their ids: label_delete waits for it and then
+    sees what it wrote, and a delete that came first makes the held label disappear
+    before it is read. Call it inside the transaction, before reading the labels.
+
+    A share lock (FOR KEY SHARE, what a foreign key takes): writers never wait for each
+    other. PostgreSQL only; SQLite runs one writing transaction at a time."""
+    if connection.vendor != "postgresql":
+        return
+    table = connection.ops.quote_name(Label._meta.db_table)
+    sql, params = f"SELECT id FROM {table} WHERE project_id = %s", [project.pk]
+    if label_ids is not None:
+        sql, params = sql + " AND id = ANY(%s)", [*params, list(label_ids)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql + " FOR KEY SHARE", params)
+
+
+@transaction.atomic
 def label_delete(*, label: Label) -> None:
-    answers = Annotation.objects.filter(document__project=label.project_id).values_list(
-        "labels", flat=True
-    )
-    if any(label.pk in labels for labels in answers.iterator(chunk_size=5000)):
+    """Deletes a label nothing of its project names any more; refuses otherwise.
+
+    Label ids live in JSON lists (answers, final labels, decisions), which no foreign key
+    guards. The label's row is locked before looking, so a writer that holds the label
+    (labels_hold) finishes first and its rows are seen; one that comes after finds the
+    label gone."""
+    locked = Label.objects.select_for_update().filter(pk=label.pk).first()
+    if locked is None:
+        return  # deleted meanwhile
+    uses = selectors.label_uses(label=locked)
+    if uses:
+        listed = ", ".join(uses[:-1]) + " and " + uses[-1] if len(uses) > 1 else uses[0]
         raise ValidationError(
-            {"label": f"{label.name!r} is used by annotations; rename it instead of deleting."}
+            {"label": f"{locked.name!r} is used by {listed}; rename it instead of deleting."}
         )
-    label.delete()
+    locked.delete()
+
+
+# What someone who may not create accounts hears about any name they cannot add, whether it
+# is free, deactivated or mistyped: the members page must not tell which usernames exist.
+NOT_ADDABLE = ("No account can be added under that name. Check the spelling, or ask an "
+               "administrator to create the account.")
 
 
 def membership_set(
-    *, project: Project, username: str, role: str, create_password: str | None = None
+    *,
+    project: Project,
+    username: str,
+    role: str,
+    create_password: str | None = None,
+    by: AbstractBaseUser | None = None,
 ) -> tuple[Membership, bool]:
-    """Adds a user to the project (or changes their role). Returns (membership, created_user).
+    """Adds an active user to the project (or changes their role). Returns (membership,
+    created_user).
 
-    An unknown username is created only when a password is given, so a typo does not
-    silently make a new account.
+    The name is normalised first (annotate.usernames: NFKC, so "ａｄｍｉｎ" is "admin").
+    `by` is who asks; None is the system (a management command). An unknown name becomes
+    an account only when a password is given (a typo does not silently make one) and `by`
+    may create accounts (access.may_create_accounts); anyone else gets NOT_ADDABLE,
+    whatever the reason.
     """
     if role not in Membership.Role.values:
         raise ValidationError({"role": f"Unknown role {role!r}."})
     User = get_user_model()
-    username = username.strip()
-    user = User.objects.filter(username=username).first()
+    username = username_clean(username)
+    may_create = by is None or may_create_accounts(by)
+    user = User.objects.filter(username=username, is_active=True).first()
     created = False
     if user is None:
+        if not may_create:
+            raise ValidationError({"username": NOT_ADDABLE})
+        if User.objects.filter(username__iexact=username).exists():
+            raise ValidationError({"username": f"An account whose name differs from {username!r}"
+                                               " only in case exists, or it is deactivated."})
         if not create_password:
-            raise ValidationError({"username": f"There is no user {username!r}."})
-        user = User.objects.create_user(username=username, password=create_password)
+            raise ValidationError({"username": f"There is no user {username!r}; give a password "
+                                               "to create the account."})
+        try:
+            with transaction.atomic():
+                user = User.objects.create_user(username=username, password=create_password)
+        except IntegrityError:  # created by a concurrent request
+            raise ValidationError({"username": f"The account {username!r} was just created; "
+                                               "add it again without a password."}) from None
         created = True
     with transaction.atomic():
         membership, _ = Membership.objects.update_or_create(
@@ -229,8 +285,17 @@ def _ttl() -> timedelta:
     return timedelta(seconds=settings.LABELWISE_ASSIGNMENT_TTL_SECONDS)
 
 
+# Every write on the queue locks its rows in one order: Document (several: by id), then
+# Assignment, then Annotation. Two requests that lock in opposite orders (a submit and an
+# undo of one annotator, say) can each hold what the other waits for: on PostgreSQL one of
+# them dies with "deadlock detected". assignment_next locks the document it hands out
+# (skipping locked ones) before it inserts the assignment, so it follows the order too.
+LOCK_ORDER = ("Document", "Assignment", "Annotation")
+
+
 def _release(assignment: Assignment) -> None:
-    """Gives an unanswered hand-out's slot back to the queue."""
+    """Gives an unanswered hand-out's slot back to the queue. The caller holds the locks of
+    the document and then the assignment (LOCK_ORDER), or none at all."""
     Document.objects.filter(pk=assignment.document_id, slots_taken__gt=0).update(
         slots_taken=F("slots_taken") - 1
     )
@@ -253,11 +318,14 @@ def assignments_expire(*, project: Project, force: bool = False) -> int:
     stale = Assignment.objects.filter(
         project=project, status=Assignment.Status.ACTIVE, expires_at__lte=timezone.now()
     )
-    for assignment_id in stale.values_list("id", flat=True)[:500]:
+    for assignment_id, document_id in stale.values_list("id", "document_id")[:500]:
         with transaction.atomic():
+            # The queue's lock order: the document, then its assignment (LOCK_ORDER).
+            Document.objects.select_for_update().filter(pk=document_id).first()
             assignment = (
                 Assignment.objects.select_for_update()
-                .filter(pk=assignment_id, status=Assignment.Status.ACTIVE)
+                .filter(pk=assignment_id, status=Assignment.Status.ACTIVE,
+                        expires_at__lte=timezone.now())
                 .first()
             )
             if assignment is not None:
@@ -343,6 +411,10 @@ def _final_labels(project: Project, document: Document) -> list[int] | None:
 
 
 def _check_labels(project: Project, label_ids: list[int]) -> list[int]:
+    """The answer's label ids, checked against the project's labels, which stay held
+    (labels_hold) until the caller's transaction ends: a label deleted meanwhile is either
+    gone before this reads it or its delete waits and then sees this answer."""
+    labels_hold(project=project, label_ids=label_ids)
     valid = set(project.labels.values_list("id", flat=True))
     unknown = [label_id for label_id in label_ids if label_id not in valid]
     if unknown:
@@ -369,7 +441,10 @@ def annotation_submit(
     label_ids: list[int],
     duration_ms: int | None = None,
 ) -> Annotation:
-    """Records the user's answer for a document they were handed."""
+    """Records the user's answer for a document they were handed and still hold: any other
+    id of the project (a document never handed to them, one they skipped, one whose
+    reservation expired and went back to the queue) is refused. Locks the document, then
+    the assignment (LOCK_ORDER)."""
     label_ids = _check_labels(project, label_ids)
     document = (
         Document.objects.select_for_update().filter(project=project, pk=document_id).first()
@@ -381,15 +456,12 @@ def annotation_submit(
     )
     if assignment is not None and assignment.status == Assignment.Status.DONE:
         raise QueueError("You have already labelled this document; use undo to change it.")
-    if assignment is None or assignment.status == Assignment.Status.SKIPPED:
-        # The reservation expired (or it was skipped): take a free slot if there is one,
-        # else the document went to someone else meanwhile.
-        if document.slots_taken >= project.overlap:
-            raise QueueError("This document was handed to someone else after your reservation"
-                             " expired; it has been skipped.")
-        document.slots_taken += 1
-        if assignment is None:
-            assignment = Assignment(document=document, project=project, user=user)
+    if assignment is None or assignment.status != Assignment.Status.ACTIVE:
+        # Never handed out to them, skipped, or expired and returned to the queue (where
+        # it may have gone to someone else): the slot is not theirs to fill.
+        raise QueueError("That document is not handed to you any more (skipped, or its "
+                         "reservation expired and it may have gone to someone else); "
+                         "here is your next one.")
     assignment.status = Assignment.Status.DONE
     assignment.finished_at = timezone.now()
     assignment.expires_at = assignment.expires_at or assignment.finished_at
@@ -414,7 +486,8 @@ def annotation_submit(
 @transaction.atomic
 def assignment_skip(*, user: AbstractBaseUser, project: Project, document_id: int) -> None:
     """The user passes on a document: its slot returns to the queue for others, and it is
-    never handed to this user again."""
+    never handed to this user again. Locks the document, then the assignment (LOCK_ORDER)."""
+    Document.objects.select_for_update().filter(project=project, pk=document_id).first()
     assignment = (
         Assignment.objects.select_for_update()
         .filter(project=project, document_id=document_id, user=user)
@@ -433,20 +506,39 @@ def assignment_skip(*, user: AbstractBaseUser, project: Project, document_id: in
 @transaction.atomic
 def annotation_undo(*, user: AbstractBaseUser, project: Project) -> Document | None:
     """Takes back the user's most recent answer in the project and hands that document back
-    to them; the document they were holding instead returns to the queue."""
-    last = (
-        Annotation.objects.select_for_update()
-        .filter(document__project=project, annotator=user, source=Annotation.Source.HUMAN)
-        .order_by("-created_at", "-id")
-        .first()
-    )
-    if last is None:
+    to them; the document they were holding instead returns to the queue.
+
+    Locks in LOCK_ORDER, as annotation_submit does: first the documents involved (the
+    answered one and the held ones, by id), then the user's assignments of them, then the
+    answer. Which documents are involved is read before the locks and checked after."""
+    answers = Annotation.objects.filter(
+        document__project=project, annotator=user, source=Annotation.Source.HUMAN
+    ).order_by("-created_at", "-id")
+    last_document = answers.values_list("document_id", flat=True).first()
+    if last_document is None:
         return None
-    for holding in Assignment.objects.select_for_update().filter(
-        project=project, user=user, status=Assignment.Status.ACTIVE
-    ):
-        _release(holding)
-    document = Document.objects.select_for_update().get(pk=last.document_id)
+    held = Assignment.objects.filter(project=project, user=user,
+                                     status=Assignment.Status.ACTIVE)
+    involved = sorted({last_document, *held.values_list("document_id", flat=True)})
+    locked = {
+        document.pk: document
+        for document in Document.objects.select_for_update().filter(pk__in=involved)
+        .order_by("pk")
+    }
+    assignments = list(
+        Assignment.objects.select_for_update().filter(user=user, document_id__in=involved)
+        .order_by("pk")
+    )
+    last = answers.select_for_update(of=("self",)).first()
+    if last is None:
+        return None  # another tab undid it meanwhile
+    if last.document_id not in locked:
+        # Another tab of this annotator answered meanwhile: its answer is now the last.
+        raise QueueError("Your answers changed while undoing; press undo again.")
+    for assignment in assignments:
+        if assignment.status == Assignment.Status.ACTIVE:
+            _release(assignment)
+    document = locked[last.document_id]
     last.delete()
     Assignment.objects.filter(document=document, user=user).update(
         status=Assignment.Status.ACTIVE,

@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     # The annotator's page and its HTMX actions.
     path("p/<int:pk>/annotate/", views.annotate_page, name="annotate"),
+    path("p/<int:pk>/annotate/next/", views.annotate_next, name="annotate_next"),
     path("p/<int:pk>/annotate/submit/", views.annotate_submit, name="annotate_submit"),
     path("p/<int:pk>/annotate/skip/", views.annotate_skip, name="annotate_skip"),
     path("p/<int:pk>/annotate/undo/", views.annotate_undo, name="annotate_undo"),

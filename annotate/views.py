@@ -1,16 +1,23 @@
 """The annotator's page and the home page: thin views over services and selectors.
 
 The annotator page is one template with named partials; HTMX requests get the `#item`
-partial back (the next document) so labelling never reloads the page.
+partial back (the next document) so labelling never reloads the page. Opening the page
+reserves nothing: it shows the document the annotator holds, or a Start button whose POST
+hands out the next one (a browser's prefetch or a link preview must not take work away).
 """
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
 
 import markdown
 import nh3
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -18,6 +25,35 @@ from django.views.decorators.http import require_GET, require_POST
 from annotate import selectors, services
 from annotate.access import ANNOTATORS, project_view
 from annotate.models import Document, GuidelineVersion
+
+log = logging.getLogger("annotate")
+
+BUSY_MESSAGE = ("The server was too busy to save that. Nothing was lost but this last "
+                "action: please try again.")
+BUSY_RETRY_AFTER_SECONDS = 2
+
+
+def busy_means_try_again(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A database error that escapes an annotator's action (a deadlock PostgreSQL broke, a
+    lock wait past its timeout, SQLite's "database is locked") becomes a message asking to
+    try again, not a blank swap or a 500. The action's transaction has rolled back, so
+    trying again is safe. htmx swaps only 2xx answers: it gets the item partial with the
+    message; a plain request gets the page with 503 and Retry-After."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, pk: int, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, pk, *args, **kwargs)
+        except DatabaseError:
+            log.warning("Database busy on %s %s", request.method, request.path, exc_info=True)
+            context = {"pk": pk, "error": BUSY_MESSAGE}
+            if request.htmx:  # type: ignore[attr-defined]
+                return render(request, "annotate/busy.html#item", context)
+            response = render(request, "annotate/busy.html", context, status=503)
+            response["Retry-After"] = str(BUSY_RETRY_AFTER_SECONDS)
+            return response
+
+    return wrapper
 
 
 @require_GET
@@ -70,17 +106,28 @@ def _render_item(
     return render(request, template, context, status=status)
 
 
+@busy_means_try_again
 @project_view(*ANNOTATORS)
+@require_GET
 def annotate_page(request: HttpRequest, pk: int) -> HttpResponse:
+    """The document the annotator holds, or the Start button: a GET reserves nothing."""
     project = request.project  # type: ignore[attr-defined]
-    document = services.assignment_next(user=request.user, project=project)
+    held = selectors.current_assignment(request.user, project)
     guideline = selectors.guideline_current(project)
     return _render_item(
         request,
-        document,
+        held.document if held else None,
         guideline=guideline,
         guideline_html=render_guidelines(guideline),
     )
+
+
+@busy_means_try_again
+@project_view(*ANNOTATORS)
+@require_POST
+def annotate_next(request: HttpRequest, pk: int) -> HttpResponse:
+    """Start: hands the annotator their next document (the one they hold, if any)."""
+    return _next(request)
 
 
 def _int_or_none(value: str | None) -> int | None:
@@ -90,6 +137,7 @@ def _int_or_none(value: str | None) -> int | None:
         return None
 
 
+@busy_means_try_again
 @project_view(*ANNOTATORS)
 @require_POST
 def annotate_submit(request: HttpRequest, pk: int) -> HttpResponse:
@@ -118,14 +166,18 @@ def annotate_submit(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _next(request: HttpRequest, **extra: object) -> HttpResponse:
+    """Hands out the next document (a POST's work) and shows it; without JavaScript, goes
+    back to the page, which shows the document now held."""
     document = services.assignment_next(
         user=request.user, project=request.project  # type: ignore[attr-defined]
     )
     if not request.htmx:  # type: ignore[attr-defined]
         return redirect("annotate:annotate", pk=request.project.pk)  # type: ignore[attr-defined]
-    return _render_item(request, document, **extra)
+    # `asked`: the queue was asked and had nothing, so the partial says so (no Start).
+    return _render_item(request, document, asked=True, **extra)
 
 
+@busy_means_try_again
 @project_view(*ANNOTATORS)
 @require_POST
 def annotate_skip(request: HttpRequest, pk: int) -> HttpResponse:
@@ -140,12 +192,16 @@ def annotate_skip(request: HttpRequest, pk: int) -> HttpResponse:
     return _next(request, notice="Skipped.")
 
 
+@busy_means_try_again
 @project_view(*ANNOTATORS)
 @require_POST
 def annotate_undo(request: HttpRequest, pk: int) -> HttpResponse:
-    document = services.annotation_undo(
-        user=request.user, project=request.project  # type: ignore[attr-defined]
-    )
+    try:
+        document = services.annotation_undo(
+            user=request.user, project=request.project  # type: ignore[attr-defined]
+        )
+    except services.QueueError as exc:
+        return _next(request, error=str(exc))
     if document is None:
         return _next(request, error="Nothing to undo.")
     if not request.htmx:  # type: ignore[attr-defined]
@@ -153,6 +209,7 @@ def annotate_undo(request: HttpRequest, pk: int) -> HttpResponse:
     return _render_item(request, document, notice="Undone: label it again.")
 
 
+@busy_means_try_again
 @project_view(*ANNOTATORS)
 @require_POST
 def annotate_flag(request: HttpRequest, pk: int) -> HttpResponse:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, status
@@ -15,9 +15,16 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from annotate.io.base import DocumentImportError
 from annotate.services import QueueError
+from config.errors import TOO_LARGE_CODE, request_too_large_message
 from learner.services import RoundBusy
 
 log = logging.getLogger("api")
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request is too large."
+    default_code = TOO_LARGE_CODE
 
 
 class Conflict(exceptions.APIException):
@@ -44,6 +51,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, DocumentImportError):
         extra["line"] = exc.line
         exc = exceptions.ValidationError({"file": [str(exc)]}, code="import_error")
+    elif isinstance(exc, RequestDataTooBig):
+        # Reading request.data past DATA_UPLOAD_MAX_MEMORY_SIZE: the client's to fix.
+        exc = PayloadTooLarge(request_too_large_message())
     elif isinstance(exc, QueueError):
         exc = Conflict(str(exc))
     elif isinstance(exc, RoundBusy):

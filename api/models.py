@@ -6,6 +6,7 @@ import hashlib
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from learner.models import Round
 
@@ -17,7 +18,11 @@ def token_digest(key: str) -> str:
 
 
 class ApiToken(models.Model):
-    """A personal API key. Shown once at creation; afterwards only its prefix is."""
+    """A personal API key. Shown once at creation; afterwards only its prefix is.
+
+    A key acts as its user, limited by its scope (`read_only`: safe methods only) and its
+    lifetime (`expires_at`; null: until revoked). Keys never create or revoke keys: that
+    takes a signed-in session (api.permissions.SessionOnlyForWrites)."""
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
@@ -28,6 +33,10 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    read_only = models.BooleanField(
+        default=False, help_text="Only reads (GET, HEAD, OPTIONS); any write is refused (403)."
+    )
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Null: until revoked.")
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -36,8 +45,12 @@ class ApiToken(models.Model):
         return f"{self.prefix}… ({self.name}) of {self.user}"
 
     @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
     def is_active(self) -> bool:
-        return self.revoked_at is None
+        return self.revoked_at is None and not self.is_expired
 
 
 class ExportJob(models.Model):

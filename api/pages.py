@@ -1,30 +1,49 @@
-"""The user's API keys page: create (the key is shown once) and revoke."""
+"""The user's API keys page: create (the key is shown once; read-only or not, with or
+without an expiry) and revoke, each key with its last use. A session only: a key never
+reaches these Django views."""
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from annotate.access import LEAD, project_view
-from api.authentication import token_create, token_revoke
+from api.authentication import MAX_DAYS, token_create, token_revoke
 from api.models import ApiToken, ExportJob
 from learner import selectors as learner_selectors
 from learner.export import export_job_request
 
 
+class TokenForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    read_only = forms.BooleanField(required=False, label="Read-only",
+                                   help_text="GET requests only; any write is refused.")
+    days = forms.IntegerField(required=False, min_value=1, max_value=MAX_DAYS,
+                              label="Expires after (days)",
+                              help_text="Empty: until you revoke it.")
+
+
 @login_required
 def tokens_page(request: HttpRequest) -> HttpResponse:
     new_key = None
-    if request.method == "POST":
-        _token, new_key = token_create(user=request.user, name=request.POST.get("name", ""))
+    form = TokenForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        values = form.cleaned_data
+        _token, new_key = token_create(user=request.user, name=values["name"],
+                                       read_only=values["read_only"], days=values["days"])
+        form = TokenForm()
     return render(request, "api/tokens.html", {
         "tokens": ApiToken.objects.filter(user=request.user),
         "new_key": new_key,
+        "form": form,
+        "now": timezone.now(),
     })
 
 

@@ -11,6 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotate.models import Annotation, Document, GuidelineVersion, Label, Project
+from api.authentication import MAX_DAYS
 from api.models import ApiToken, ExportJob
 from learner.models import Round
 
@@ -75,7 +76,9 @@ class GuidelineSerializer(serializers.ModelSerializer):
         model = GuidelineVersion
         fields = ["version", "text", "note", "created_by", "created_at"]
         read_only_fields = ["version", "created_by", "created_at"]
-        extra_kwargs = {"note": {"required": False}}
+        # The text is the point of a new version (blank clears the guidelines).
+        extra_kwargs = {"note": {"required": False},
+                        "text": {"required": True, "allow_blank": True}}
 
 
 # --- documents -----------------------------------------------------------------------------
@@ -293,12 +296,18 @@ class ReviewItemSerializer(serializers.Serializer):
 class TokenSerializer(serializers.ModelSerializer):
     class Meta:
         model = ApiToken
-        fields = ["id", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+        fields = ["id", "name", "prefix", "read_only", "created_at", "expires_at",
+                  "last_used_at", "revoked_at"]
         read_only_fields = fields
 
 
 class TokenCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
+    read_only = serializers.BooleanField(
+        default=False, help_text="The key may only read: any other method is refused (403).")
+    expires_in_days = serializers.IntegerField(
+        min_value=1, max_value=MAX_DAYS, required=False, allow_null=True,
+        help_text="The key stops working after this many days; omitted: until revoked.")
 
 
 class TokenCreatedSerializer(TokenSerializer):

@@ -1,7 +1,12 @@
 from django.urls import path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerSplitView,
+)
 
 from api import pages, views
+from config.csp import DOCS_POLICY, with_policy
 
 app_name = "api"
 
@@ -9,9 +14,13 @@ project = "projects/<int:pk>/"
 
 urlpatterns = [
     # The schema and its browsable docs (Swagger UI and Redoc from the vendored sidecar).
+    # The split view serves Swagger UI's set-up script as a file (?script=), not inline;
+    # both pages get the docs' policy (their bundles inject styles).
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="api:schema"), name="redoc"),
+    path("docs/", with_policy(DOCS_POLICY)(
+        SpectacularSwaggerSplitView.as_view(url_name="api:schema")), name="docs"),
+    path("redoc/", with_policy(DOCS_POLICY)(
+        SpectacularRedocView.as_view(url_name="api:schema")), name="redoc"),
     # The user's API keys: a page (session) and the same as JSON.
     path("tokens/", pages.tokens_page, name="tokens-page"),
     path("tokens/<int:token_id>/revoke/", pages.token_revoke_page, name="tokens-page-revoke"),

@@ -28,7 +28,7 @@ from rest_framework import generics, status
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.exceptions import ValidationError as BadRequest
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
-from rest_framework.permissions import SAFE_METHODS
+from rest_framework.permissions import SAFE_METHODS, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -43,6 +43,7 @@ from api import serializers as s
 from api.authentication import token_create, token_revoke
 from api.exceptions import Conflict
 from api.models import ApiToken, ExportJob
+from api.permissions import ReadOnlyKeys, SessionOnlyForWrites
 from learner import export as model_export
 from learner import selectors as learner_selectors
 from learner import services as learner_services
@@ -135,7 +136,8 @@ class ProjectListView(generics.GenericAPIView):
     serializer_class = s.ProjectSerializer
     pagination_class = None
 
-    @extend_schema(responses=responses({200: s.ProjectSerializer(many=True)}))
+    @extend_schema(summary="List your projects",
+                   responses=responses({200: s.ProjectSerializer(many=True)}))
     def get(self, request: Request) -> Response:
         memberships = list(selectors.projects_for(request.user))
         roles = {m.project_id: m.role for m in memberships}
@@ -143,7 +145,7 @@ class ProjectListView(generics.GenericAPIView):
         return Response(s.ProjectSerializer(projects, many=True,
                                             context={"roles": roles}).data)
 
-    @extend_schema(request=s.ProjectCreateSerializer,
+    @extend_schema(summary="Create a project", request=s.ProjectCreateSerializer,
                    responses=responses({201: s.ProjectSerializer}))
     @transaction.atomic
     def post(self, request: Request) -> Response:
@@ -156,12 +158,14 @@ class ProjectListView(generics.GenericAPIView):
 
 
 class ProjectDetailView(ProjectScoped, APIView):
-    @extend_schema(parameters=[PROJECT_ID], responses=responses({200: s.ProjectSerializer}))
+    @extend_schema(summary="Get a project",
+                   parameters=[PROJECT_ID], responses=responses({200: s.ProjectSerializer}))
     def get(self, request: Request, pk: int) -> Response:
         context = {"roles": {pk: self.membership.role}}
         return Response(s.ProjectSerializer(self.project, context=context).data)
 
-    @extend_schema(parameters=[PROJECT_ID], request=s.ProjectUpdateSerializer,
+    @extend_schema(summary="Update a project's settings",
+                   parameters=[PROJECT_ID], request=s.ProjectUpdateSerializer,
                    responses=responses({200: s.ProjectSerializer}))
     @transaction.atomic
     def patch(self, request: Request, pk: int) -> Response:
@@ -179,12 +183,12 @@ class ProjectDetailView(ProjectScoped, APIView):
 
 
 class LabelListView(ProjectScoped, APIView):
-    @extend_schema(parameters=[PROJECT_ID],
+    @extend_schema(summary="List a project's labels", parameters=[PROJECT_ID],
                    responses=responses({200: s.LabelSerializer(many=True)}))
     def get(self, request: Request, pk: int) -> Response:
         return Response(s.LabelSerializer(selectors.labels_of(self.project), many=True).data)
 
-    @extend_schema(parameters=[PROJECT_ID], request=s.LabelSerializer,
+    @extend_schema(summary="Add a label", parameters=[PROJECT_ID], request=s.LabelSerializer,
                    responses=responses({201: s.LabelSerializer}))
     @transaction.atomic
     def post(self, request: Request, pk: int) -> Response:
@@ -203,11 +207,12 @@ class LabelDetailView(ProjectScoped, APIView):
     def label(self, label_id: int) -> Label:
         return get_object_or_404(Label, project=self.project, pk=label_id)
 
-    @extend_schema(parameters=[PROJECT_ID], responses=responses({200: s.LabelSerializer}))
+    @extend_schema(summary="Get a label",
+                   parameters=[PROJECT_ID], responses=responses({200: s.LabelSerializer}))
     def get(self, request: Request, pk: int, label_id: int) -> Response:
         return Response(s.LabelSerializer(self.label(label_id)).data)
 
-    @extend_schema(parameters=[PROJECT_ID], request=s.LabelSerializer,
+    @extend_schema(summary="Update a label", parameters=[PROJECT_ID], request=s.LabelSerializer,
                    responses=responses({200: s.LabelSerializer}))
     @transaction.atomic
     def patch(self, request: Request, pk: int, label_id: int) -> Response:
@@ -219,7 +224,8 @@ class LabelDetailView(ProjectScoped, APIView):
         label = services.label_update(label=label, **values)
         return Response(s.LabelSerializer(label).data)
 
-    @extend_schema(parameters=[PROJECT_ID], responses=responses({204: None}))
+    @extend_schema(summary="Delete a label no annotation uses",
+                   parameters=[PROJECT_ID], responses=responses({204: None}))
     @transaction.atomic
     def delete(self, request: Request, pk: int, label_id: int) -> Response:
         services.label_delete(label=self.label(label_id))
@@ -230,13 +236,14 @@ class LabelDetailView(ProjectScoped, APIView):
 
 
 class GuidelineListView(ProjectScoped, APIView):
-    @extend_schema(parameters=[PROJECT_ID],
+    @extend_schema(summary="List the guideline versions", parameters=[PROJECT_ID],
                    responses=responses({200: s.GuidelineSerializer(many=True)}))
     def get(self, request: Request, pk: int) -> Response:
         versions = self.project.guidelines.select_related("created_by").order_by("-version")
         return Response(s.GuidelineSerializer(versions, many=True).data)
 
-    @extend_schema(parameters=[PROJECT_ID], request=s.GuidelineSerializer,
+    @extend_schema(summary="Save a new guideline version",
+                   parameters=[PROJECT_ID], request=s.GuidelineSerializer,
                    responses=responses({201: s.GuidelineSerializer}),
                    description="Saves a new guideline version (identical text: the current "
                                "version is returned unchanged).")
@@ -252,7 +259,8 @@ class GuidelineListView(ProjectScoped, APIView):
 
 
 class GuidelineDetailView(ProjectScoped, APIView):
-    @extend_schema(parameters=[PROJECT_ID], responses=responses({200: s.GuidelineSerializer}))
+    @extend_schema(summary="Get one guideline version",
+                   parameters=[PROJECT_ID], responses=responses({200: s.GuidelineSerializer}))
     def get(self, request: Request, pk: int, version: int) -> Response:
         shown = get_object_or_404(GuidelineVersion.objects.select_related("created_by"),
                                   project=self.project, version=version)
@@ -347,11 +355,12 @@ class DocumentListView(ProjectScoped, generics.ListAPIView):
     def _round(self, number: str) -> Round:
         return learner_selectors.round_get(self.project, _id(number, "round"))
 
-    @extend_schema(parameters=DOCUMENT_FILTERS)
+    @extend_schema(summary="List and filter documents", parameters=DOCUMENT_FILTERS,
+                   responses=responses({200: s.DocumentSerializer(many=True)}))
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
-    @extend_schema(
+    @extend_schema(summary="Import documents", 
         parameters=[PROJECT_ID],
         request={
             "application/json": s.DocumentImportJSONSerializer,
@@ -403,7 +412,8 @@ class DocumentDetailView(ProjectScoped, APIView):
             return self.membership.role in MEMBERS
         return super().role_allowed(roles)
 
-    @extend_schema(parameters=[PROJECT_ID], responses=responses({200: s.DocumentSerializer}))
+    @extend_schema(summary="Get a document",
+                   parameters=[PROJECT_ID], responses=responses({200: s.DocumentSerializer}))
     def get(self, request: Request, pk: int, document_id: int) -> Response:
         document = get_object_or_404(Document, project=self.project, pk=document_id)
         context = {"label_names": self.label_names()}
@@ -440,17 +450,17 @@ class AnnotationListView(ProjectScoped, generics.ListAPIView):
             annotations = annotations.filter(document_id=_id(params["document"], "document"))
         return annotations
 
-    @extend_schema(parameters=[
+    @extend_schema(summary="List annotations", parameters=[
         PROJECT_ID,
         OpenApiParameter("annotator", str, description="Username: that annotator's answers "
                                                        "(annotators see only their own "
                                                        "unless the project allows)."),
         OpenApiParameter("document", int),
-    ])
+    ], responses=responses({200: s.AnnotationSerializer(many=True)}))
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
-    @extend_schema(parameters=[PROJECT_ID], request=s.SubmitSerializer,
+    @extend_schema(summary="Submit an answer", parameters=[PROJECT_ID], request=s.SubmitSerializer,
                    responses=responses({201: s.AnnotationSerializer}),
                    description="Records your answer for a document you were handed "
                                "(POST next/); the same as submit/ without the next item.")
@@ -483,7 +493,7 @@ def _document_for_annotator(project: Project, document: Document | None) -> dict
 class NextItemView(ProjectScoped, APIView):
     write_roles = ANNOTATORS
 
-    @extend_schema(parameters=[PROJECT_ID], request=None,
+    @extend_schema(summary="Take your next document", parameters=[PROJECT_ID], request=None,
                    responses=responses({200: s.NextItemSerializer}),
                    description="Hands you your next document and reserves it for you; "
                                "asking again returns the same one until you answer it.")
@@ -497,7 +507,8 @@ class NextItemView(ProjectScoped, APIView):
 class SubmitView(ProjectScoped, APIView):
     write_roles = ANNOTATORS
 
-    @extend_schema(parameters=[PROJECT_ID], request=s.SubmitSerializer,
+    @extend_schema(summary="Submit an answer and take the next document",
+                   parameters=[PROJECT_ID], request=s.SubmitSerializer,
                    responses=responses({201: s.SubmitResultSerializer}),
                    description="Records your answer and hands you the next document.")
     @transaction.atomic
@@ -522,11 +533,12 @@ class RoundListView(ProjectScoped, generics.ListAPIView):
     def get_queryset(self) -> QuerySet[Round]:
         return learner_selectors.rounds_of(self.project)
 
-    @extend_schema(parameters=[PROJECT_ID])
+    @extend_schema(summary="List training rounds", parameters=[PROJECT_ID],
+                   responses=responses({200: s.RoundSerializer(many=True)}))
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
-    @extend_schema(parameters=[PROJECT_ID], request=None,
+    @extend_schema(summary="Queue a training round", parameters=[PROJECT_ID], request=None,
                    responses=responses({202: s.RoundDetailSerializer}),
                    description="Queues a training round (409 if one is queued or running).")
     @transaction.atomic
@@ -538,14 +550,15 @@ class RoundListView(ProjectScoped, generics.ListAPIView):
 class RoundDetailView(ProjectScoped, APIView):
     read_roles = WATCHERS
 
-    @extend_schema(parameters=[PROJECT_ID], responses=responses({200: s.RoundDetailSerializer}))
+    @extend_schema(summary="Get a training round",
+                   parameters=[PROJECT_ID], responses=responses({200: s.RoundDetailSerializer}))
     def get(self, request: Request, pk: int, number: int) -> Response:
         return Response(s.RoundDetailSerializer(
             learner_selectors.round_get(self.project, number)).data)
 
 
 class RoundCancelView(ProjectScoped, APIView):
-    @extend_schema(parameters=[PROJECT_ID], request=None,
+    @extend_schema(summary="Cancel a training round", parameters=[PROJECT_ID], request=None,
                    responses=responses({200: s.RoundDetailSerializer}))
     @transaction.atomic
     def post(self, request: Request, pk: int, number: int) -> Response:
@@ -574,7 +587,8 @@ def _done_round(project: Project, number: int | None) -> Round:
 class PredictView(ProjectScoped, APIView):
     read_roles = write_roles = WATCHERS
 
-    @extend_schema(parameters=[PROJECT_ID], request=s.PredictRequestSerializer,
+    @extend_schema(summary="Predict labels for texts",
+                   parameters=[PROJECT_ID], request=s.PredictRequestSerializer,
                    responses=responses({200: s.PredictResponseSerializer}),
                    description="Labels and probabilities for up to 1024 texts from a done "
                                "round's model (default: the latest), run by PyTorch or by "
@@ -613,7 +627,7 @@ def round_6(value: float) -> float:
 class RoundExportListView(ProjectScoped, APIView):
     read_roles = WATCHERS
 
-    @extend_schema(parameters=[PROJECT_ID],
+    @extend_schema(summary="List a round's model exports", parameters=[PROJECT_ID],
                    responses=responses({200: s.ExportJobSerializer(many=True)}))
     def get(self, request: Request, pk: int, number: int) -> Response:
         round = learner_selectors.round_get(self.project, number)
@@ -621,7 +635,8 @@ class RoundExportListView(ProjectScoped, APIView):
         return Response(s.ExportJobSerializer(jobs, many=True,
                                               context={"request": request}).data)
 
-    @extend_schema(parameters=[PROJECT_ID], request=s.ExportRequestSerializer,
+    @extend_schema(summary="Queue a model export",
+                   parameters=[PROJECT_ID], request=s.ExportRequestSerializer,
                    responses=responses({202: s.ExportJobSerializer}),
                    description="Queues an export of the round's model (hf: safetensors "
                                "folder; onnx; onnx-int8), built by the export worker. Poll "
@@ -648,7 +663,8 @@ class ExportJobMixin(ProjectScoped):
 
 
 class ExportJobView(ExportJobMixin, APIView):
-    @extend_schema(parameters=[PROJECT_ID], responses=responses({200: s.ExportJobSerializer}))
+    @extend_schema(summary="Get a model export job",
+                   parameters=[PROJECT_ID], responses=responses({200: s.ExportJobSerializer}))
     def get(self, request: Request, pk: int, job_id: int) -> Response:
         return Response(s.ExportJobSerializer(self.job(job_id),
                                               context={"request": request}).data)
@@ -662,7 +678,7 @@ class DownloadMixin:
 
 
 class ExportDownloadView(DownloadMixin, ExportJobMixin, APIView):
-    @extend_schema(parameters=[PROJECT_ID],
+    @extend_schema(summary="Download a model export", parameters=[PROJECT_ID],
                    responses=responses({(200, "application/zip"): OpenApiTypes.BINARY}))
     def get(self, request: Request, pk: int, job_id: int) -> FileResponse:
         job = self.job(job_id)
@@ -681,7 +697,7 @@ class ExportDownloadView(DownloadMixin, ExportJobMixin, APIView):
 class DataExportView(DownloadMixin, ProjectScoped, APIView):
     read_roles = LEAD
 
-    @extend_schema(
+    @extend_schema(summary="Export the project's documents and labels", 
         parameters=[PROJECT_ID,
                     OpenApiParameter("fmt", str, OpenApiParameter.PATH,
                                      enum=list(exporters.EXPORT_FORMATS)),
@@ -721,7 +737,7 @@ REVIEW_KINDS = ("disagreements", "label-errors", "uncertain", "flags")
 class ReviewView(ProjectScoped, APIView):
     read_roles = REVIEWERS
 
-    @extend_schema(
+    @extend_schema(summary="Read a review queue", 
         parameters=[PROJECT_ID,
                     OpenApiParameter("kind", str, OpenApiParameter.PATH, enum=list(REVIEW_KINDS)),
                     OpenApiParameter("page", int), OpenApiParameter("page_size", int),
@@ -759,25 +775,34 @@ class ReviewView(ProjectScoped, APIView):
 
 
 class TokenListView(APIView):
-    @extend_schema(responses=responses({200: s.TokenSerializer(many=True)}))
+    # A key may list its owner's keys, never create one (a leaked key must not mint more).
+    permission_classes = [IsAuthenticated, ReadOnlyKeys, SessionOnlyForWrites]
+
+    @extend_schema(summary="List your API keys",
+                   responses=responses({200: s.TokenSerializer(many=True)}))
     def get(self, request: Request) -> Response:
         return Response(s.TokenSerializer(ApiToken.objects.filter(user=request.user),
                                           many=True).data)
 
-    @extend_schema(request=s.TokenCreateSerializer,
+    @extend_schema(summary="Create an API key", request=s.TokenCreateSerializer,
                    responses=responses({201: s.TokenCreatedSerializer}),
                    description="Creates an API key; the key is in this response only.")
     @transaction.atomic
     def post(self, request: Request) -> Response:
         data = s.TokenCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        token, key = token_create(user=request.user, name=data.validated_data["name"])
+        values = data.validated_data
+        token, key = token_create(user=request.user, name=values["name"],
+                                  read_only=values["read_only"],
+                                  days=values.get("expires_in_days"))
         body = s.TokenSerializer(token).data | {"key": key}
         return Response(body, status=status.HTTP_201_CREATED)
 
 
 class TokenRevokeView(APIView):
-    @extend_schema(responses=responses({204: None}))
+    permission_classes = [IsAuthenticated, ReadOnlyKeys, SessionOnlyForWrites]
+
+    @extend_schema(summary="Revoke an API key", responses=responses({204: None}))
     @transaction.atomic
     def delete(self, request: Request, token_id: int) -> Response:
         _check_path_ids({"token_id": token_id})

@@ -11,9 +11,15 @@ and memory for:
 - a naive importer (one Document.objects.create per row, with its duplicate check and
   label) on a 2,000-document sample: the speed baseline;
 - documents_import on 10,000 and on 100,000 documents: memory must not grow with the
-  file, so the 100k import's tracemalloc peak should be close to the 10k one's.
+  file, so the 100k import's tracemalloc peak should be close to the 10k one's;
+- the 100,000 documents imported into three new projects one after another (--successive):
+  each import's duplicate check must probe the (project, text hash) unique index whatever
+  the planner's statistics say of the new project, so the second and third imports must
+  take no longer than the first (a check that scanned the project's rows made them
+  quadratic, the second never finishing on PostgreSQL).
 
 Timed runs are separate from the tracemalloc runs because tracing slows Python down.
+`--only-successive` runs the last part alone.
 """
 
 from __future__ import annotations
@@ -197,6 +203,10 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=100_000)
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--naive", type=int, default=2_000)
+    parser.add_argument("--successive", type=int, default=3,
+                        help="new projects that import the --documents file one after another")
+    parser.add_argument("--only-successive", action="store_true",
+                        help="skip the baseline, memory and export runs")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="labelwise-bench-") as tmp:
@@ -218,53 +228,84 @@ def main() -> None:
                 f"{corpus['labelled']:,} labelled, {corpus['duplicates']:,} duplicates"
             )
             print(f"rss after setup: {maxrss_mb():.0f} MB")
-            naive = naive_import(big, args.naive)
-            print(
-                f"baseline, naive row-by-row create, {naive['documents']:,} docs: "
-                f"{naive['seconds']:.1f} s (CPU {naive['cpu_seconds']:.1f} s), "
-                f"{naive['per_second']:,.0f} docs/s"
-            )
-            runs = [
-                (f"documents_import {args.small:,} docs", small, "small", False),
-                (f"documents_import {args.documents:,} docs", big, "big", False),
-                (f"  traced {args.small:,} docs", small, "small-traced", True),
-                (f"  traced {args.documents:,} docs", big, "big-traced", True),
-            ]
-            results = {}
-            for title, path, name, trace in runs:
-                result = real_import(path, name, trace=trace)
-                results[name] = result
-                extra = f", tracemalloc peak {result['traced_peak_mb']:.1f} MB" if trace else ""
-                print(
-                    f"{title}: {result['seconds']:.1f} s (this process's CPU "
-                    f"{result['cpu_seconds']:.1f} s), {result['per_second']:,.0f} docs/s "
-                    f"({result['documents']:,} created, {result['labelled']:,} labelled, "
-                    f"{result['duplicates']:,} duplicates skipped){extra}; "
-                    f"ru_maxrss so far {result['maxrss_mb']:.0f} MB"
-                )
-            from annotate.io.exporters import export_jsonl
-            from annotate.models import Project
-
-            big_project = Project.objects.get(name="big")
-            started = time.perf_counter()
-            exported = sum(1 for _ in export_jsonl(big_project, labelled_only=False))
-            seconds = time.perf_counter() - started
-            print(
-                f"export_jsonl of the {exported:,}-document project: {seconds:.1f} s, "
-                f"{exported / seconds:,.0f} docs/s; ru_maxrss so far {maxrss_mb():.0f} MB"
-            )
-            speedup = results["big"]["per_second"] / naive["per_second"]
-            growth = results["big-traced"]["traced_peak_mb"] / max(
-                results["small-traced"]["traced_peak_mb"], 1e-9
-            )
-            print(
-                f"summary: {results['big']['per_second']:,.0f} docs/s = {speedup:.0f}x the naive "
-                f"loop; traced peak {args.documents // args.small}x more documents -> "
-                f"{growth:.2f}x the memory"
-            )
+            if not args.only_successive:
+                baselines_and_memory(args, big, small)
+            successive_imports(big, args.successive)
         finally:
             if scratch:
                 drop_scratch(scratch)
+
+
+def successive_imports(path: Path, projects: int) -> list[float]:
+    """Imports `path` into `projects` new projects one after another; each one's seconds.
+
+    Each import after the first starts into a project the planner's statistics (taken at
+    the end of the previous large import) know nothing of, which is when a duplicate check
+    that trusts them goes wrong."""
+    timings = []
+    for n in range(1, projects + 1):
+        result = real_import(path, f"successive-{n}", trace=False)
+        timings.append(result["seconds"])
+        print(
+            f"successive import {n} of {projects}: {result['seconds']:.1f} s, "
+            f"{result['per_second']:,.0f} docs/s ({result['documents']:,} created)"
+        )
+    if len(timings) > 1:
+        worst = max(timings[1:]) / timings[0]
+        verdict = "ok" if worst <= 1.25 else "SLOWER: the duplicate check scans rows"
+        print(
+            f"summary: successive imports {', '.join(f'{t:.1f}' for t in timings)} s; "
+            f"the slowest later one takes {worst:.2f}x the first ({verdict}; up to 1.25x "
+            f"is noise)"
+        )
+    return timings
+
+
+def baselines_and_memory(args: argparse.Namespace, big: Path, small: Path) -> None:
+    naive = naive_import(big, args.naive)
+    print(
+        f"baseline, naive row-by-row create, {naive['documents']:,} docs: "
+        f"{naive['seconds']:.1f} s (CPU {naive['cpu_seconds']:.1f} s), "
+        f"{naive['per_second']:,.0f} docs/s"
+    )
+    runs = [
+        (f"documents_import {args.small:,} docs", small, "small", False),
+        (f"documents_import {args.documents:,} docs", big, "big", False),
+        (f"  traced {args.small:,} docs", small, "small-traced", True),
+        (f"  traced {args.documents:,} docs", big, "big-traced", True),
+    ]
+    results = {}
+    for title, path, name, trace in runs:
+        result = real_import(path, name, trace=trace)
+        results[name] = result
+        extra = f", tracemalloc peak {result['traced_peak_mb']:.1f} MB" if trace else ""
+        print(
+            f"{title}: {result['seconds']:.1f} s (this process's CPU "
+            f"{result['cpu_seconds']:.1f} s), {result['per_second']:,.0f} docs/s "
+            f"({result['documents']:,} created, {result['labelled']:,} labelled, "
+            f"{result['duplicates']:,} duplicates skipped){extra}; "
+            f"ru_maxrss so far {result['maxrss_mb']:.0f} MB"
+        )
+    from annotate.io.exporters import export_jsonl
+    from annotate.models import Project
+
+    big_project = Project.objects.get(name="big")
+    started = time.perf_counter()
+    exported = sum(1 for _ in export_jsonl(big_project, labelled_only=False))
+    seconds = time.perf_counter() - started
+    print(
+        f"export_jsonl of the {exported:,}-document project: {seconds:.1f} s, "
+        f"{exported / seconds:,.0f} docs/s; ru_maxrss so far {maxrss_mb():.0f} MB"
+    )
+    speedup = results["big"]["per_second"] / naive["per_second"]
+    growth = results["big-traced"]["traced_peak_mb"] / max(
+        results["small-traced"]["traced_peak_mb"], 1e-9
+    )
+    print(
+        f"summary: {results['big']['per_second']:,.0f} docs/s = {speedup:.0f}x the naive "
+        f"loop; traced peak {args.documents // args.small}x more documents -> "
+        f"{growth:.2f}x the memory"
+    )
 
 
 if __name__ == "__main__":

@@ -105,7 +105,7 @@ def build(docs: int, annotators: int, overlap: int, labelled: int, model_dir: Pa
             batch = []
     Document.objects.bulk_create(batch)
     table_analyze(Document)  # as documents_import does after a large import
-    LearnerSettings.objects.create(project=project, model_name=str(model_dir), mode="full",
+    LearnerSettings.objects.create(project=project, model_name=model_dir.name, mode="full",
                                    epochs=1, max_length=32, batch_size=16,
                                    train_every_labels=300)
     people = []
@@ -238,7 +238,14 @@ def main() -> None:
     from learner import services as learner_services
     from learner.models import Round
 
-    model_dir = tiny_model(Path(tempfile.mkdtemp(prefix="labelwise-load-")))
+    # Rounds load base models by name from the models directory (learner.base_models); the
+    # web and learner processes started below inherit it through the environment.
+    models = Path(tempfile.mkdtemp(prefix="labelwise-load-"))
+    os.environ["LABELWISE_MODELS_DIR"] = str(models)
+    from django.conf import settings as django_settings
+
+    django_settings.LABELWISE_MODELS_DIR = models
+    model_dir = tiny_model(models / "tiny-bert")
     project, people = build(args.docs, args.annotators, args.overlap, args.labelled, model_dir)
     print(f"postgresql: {args.docs:,}-document project (overlap {args.overlap}), "
           f"{args.annotators} annotators, think {args.think_ms:.0f} ms, gunicorn "

@@ -68,7 +68,7 @@ def time_submit_and_next(project, user, requests: int) -> list[float]:  # type: 
 
     client = Client()
     client.force_login(user)
-    assert client.get(reverse("annotate:annotate", args=[project.pk])).status_code == 200
+    assert client.post(reverse("annotate:annotate_next", args=[project.pk])).status_code == 302
     labels = list(project.labels.values_list("pk", flat=True))
     url = reverse("annotate:annotate_submit", args=[project.pk])
     timings = []

@@ -48,6 +48,22 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
 
+def env_proxy_ssl_header(name: str) -> tuple[str, str] | None:
+    """`HEADER,value` (HTTP_X_FORWARDED_PROTO,https or X-Forwarded-Proto,https): the header
+    a TLS-terminating proxy sets, and its value on an https request. Unset: none trusted."""
+    parts = env_list(name, "")
+    if not parts:
+        return None
+    if len(parts) != 2:
+        raise ImproperlyConfigured(
+            f"{name}={os.environ.get(name)!r} is not 'HEADER,value' (e.g. "
+            "HTTP_X_FORWARDED_PROTO,https)")
+    header, value = parts
+    if not header.upper().startswith("HTTP_"):
+        header = "HTTP_" + header.upper().replace("-", "_")
+    return header.upper(), value
+
+
 # Runtime state (SQLite file, secret key, uploads, model artifacts) lives in one folder
 # that is never committed; LABELWISE_DATA_DIR moves it (a Docker volume, say).
 DATA_DIR = Path(env_str("LABELWISE_DATA_DIR", str(BASE_DIR / "var"))).resolve()
@@ -71,6 +87,20 @@ DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
+# HTTPS in production (`manage.py check --deploy` passes once these are set). Off by
+# default so the demo runs over plain http on localhost.
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+# Behind a TLS-terminating proxy, the header it sets on https requests; only set this
+# when the proxy strips the header from what clients send.
+SECURE_PROXY_SSL_HEADER = env_proxy_ssl_header("SECURE_PROXY_SSL_HEADER")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# The container's health check calls /healthz over plain http from inside.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -90,6 +120,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on every response (config.csp: no inline script, no eval).
+    "config.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -146,6 +178,16 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LOGIN_URL = "login"
+# Login throttling (config.login): after this many failed logins for one username, or from
+# one client address, within the window, further attempts are refused until it ends. The
+# counts live in Django's cache (per process unless CACHES names a shared one).
+LABELWISE_LOGIN_MAX_FAILURES = env_int("LABELWISE_LOGIN_MAX_FAILURES", 5, minimum=1)
+LABELWISE_LOGIN_MAX_FAILURES_PER_IP = env_int("LABELWISE_LOGIN_MAX_FAILURES_PER_IP", 20,
+                                              minimum=1)
+LABELWISE_LOGIN_WINDOW_MINUTES = env_int("LABELWISE_LOGIN_WINDOW_MINUTES", 15, minimum=1)
+# The request header holding the client's address when a proxy sits in front (e.g.
+# HTTP_X_FORWARDED_FOR: its last entry, the one the proxy added); empty: REMOTE_ADDR.
+LABELWISE_CLIENT_IP_HEADER = env_str("LABELWISE_CLIENT_IP_HEADER", "")
 LOGIN_REDIRECT_URL = "annotate:home"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -174,10 +216,16 @@ REST_FRAMEWORK = {
         "api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # ReadOnlyKeys: a read-only API key gets 403 on every unsafe method, whatever the view.
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated",
+                                   "api.permissions.ReadOnlyKeys"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "api.pagination.Pagination",
     "EXCEPTION_HANDLER": "api.exceptions.exception_handler",
+    # The schema keeps the URLconf's {pk}, the name every project view declares
+    # (api.views.PROJECT_ID): coerced to {id}, each operation carried a required `pk`
+    # parameter its path did not have.
+    "SCHEMA_COERCE_PATH_PK": False,
 }
 
 SPECTACULAR_SETTINGS = {
@@ -204,10 +252,18 @@ SPECTACULAR_SETTINGS = {
 # Models the predictions endpoint keeps loaded (one per round); each MiniLM is ~90 MB.
 LABELWISE_PREDICT_CACHE_SIZE = env_int("LABELWISE_PREDICT_CACHE_SIZE", 3, minimum=1)
 
+# Anyone signed in may create a project and so be its lead: only staff create accounts from
+# a project's members page, unless this lets every lead do it (a closed team's server).
+LABELWISE_LEADS_CREATE_USERS = env_bool("LABELWISE_LEADS_CREATE_USERS", False)
+
 # A document handed to an annotator is reserved for them this long; after that it returns
 # to the queue so an abandoned browser tab does not hold work forever.
 LABELWISE_ASSIGNMENT_TTL_SECONDS = env_int("LABELWISE_ASSIGNMENT_TTL_SECONDS", 3600, minimum=30)
 LABELWISE_ARTIFACT_DIR = Path(env_str("LABELWISE_ARTIFACT_DIR", str(DATA_DIR / "artifacts")))
+# The base models leads may train from, besides the shipped all-MiniLM-L6-v2: each folder
+# here that holds a config.json is offered by name. Leads never type a path (one project
+# must not load another's fine-tuned weights), so only the operator adds models.
+LABELWISE_MODELS_DIR = Path(env_str("LABELWISE_MODELS_DIR", str(DATA_DIR / "models")))
 # The learner worker lowers its own CPU priority by this much (Unix nice, 0-19) so that on
 # a machine it shares with the web app, annotators' requests come before a round's matrix
 # products (bench/load.py). 0 keeps the priority it was started with.

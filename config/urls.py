@@ -3,9 +3,18 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from annotate import views as annotate_views
+from config.login import ThrottledAdminAuthenticationForm, ThrottledAuthenticationForm
+
+# A body over the upload limit is a 413 with a message, not Django's bare 400.
+handler400 = "config.errors.bad_request"
+
+# Both login forms count failures and refuse while throttled (config.login).
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 urlpatterns = [
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/",
+         auth_views.LoginView.as_view(authentication_form=ThrottledAuthenticationForm),
+         name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", annotate_views.healthz, name="healthz"),
     path("admin/", admin.site.urls),

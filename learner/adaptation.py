@@ -16,6 +16,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 
 from annotate.models import Document, Project
+from learner.base_models import base_model_folder
 from learner.ml.adapt import AdaptConfig
 from learner.models import LearnerSettings, Round
 
@@ -70,7 +71,9 @@ def run_adaptation(round: Round, progress: Callable[..., None]) -> dict[str, Any
     )
     config = AdaptConfig(**round.config["adapt"])
     folder = pipeline.artifact_dir(round)
-    report = adapt_encoder(round.config.get("base") or None, texts, folder, config=config,
+    # The base model's name, resolved again here: a round never loads a path it was given.
+    base = base_model_folder(round.config.get("base") or "")
+    report = adapt_encoder(base, texts, folder, config=config,
                            progress=lambda phase, step, total: progress(phase, step, total))
     return {"artifact_path": str(folder), "fit": {"adapt": report},
             "timings": {"adapt_s": report["seconds"], "texts": report["texts"]}}

@@ -19,6 +19,7 @@ import numpy as np
 
 from annotate.models import Document, Project
 from learner import selection
+from learner.base_models import BaseModelUnavailable
 from learner.embeddings import cache_read
 from learner.ml.queue import COLD_START_PICKS
 from learner.ml.strategies import KMeansColdStart
@@ -70,7 +71,7 @@ def rounds_request_cold_start() -> list[Round]:
             try:
                 requested.append(round_request(project=settings.project,
                                                trigger=Round.Trigger.COLD_START))
-            except RoundBusy:
+            except (RoundBusy, BaseModelUnavailable):
                 continue
     return requested
 

@@ -185,9 +185,10 @@ def model_card(
     config = meta["config"]
     counts, exact = _label_counts(round)
     holdout = round.metrics or {}
-    # The learner setting names the base model; blank is the shipped default.
-    base = round.config.get("model_name") or config.get("model_name_or_path") or (
-        DEFAULT_BASE_MODEL)
+    # The learner setting names the base model; blank is the shipped default. A folder is
+    # named, not located: the card travels, the server's paths stay on the server.
+    named = round.config.get("model_name") or config.get("model_name_or_path")
+    base = Path(str(named)).name if named else DEFAULT_BASE_MODEL
     guideline = round.guideline_version.version if round.guideline_version else None
     keep = ("mode", "max_length", "batch_size", "epochs", "min_steps", "max_steps",
             "learning_rate", "head_learning_rate", "weight_decay", "warmup_ratio",

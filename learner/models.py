@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models import Q
 
 from annotate.models import Document, GuidelineVersion, Project
+from learner.base_models import validate_base_model_name
 
 
 class LearnerSettings(models.Model):
@@ -24,7 +25,8 @@ class LearnerSettings(models.Model):
         Project, on_delete=models.CASCADE, related_name="learner_settings"
     )
     model_name = models.CharField(
-        max_length=500, blank=True, help_text="Local folder or hub id; blank = all-MiniLM-L6-v2."
+        max_length=200, blank=True, validators=[validate_base_model_name],
+        help_text="A folder under LABELWISE_MODELS_DIR, by name; blank = all-MiniLM-L6-v2.",
     )
     mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.AUTO)
     # learner.ml.strategies.DEFAULT_STRATEGY, spelled out so the web app need not import

@@ -7,6 +7,7 @@ progress and heartbeat onto the row.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -17,12 +18,15 @@ from django.utils import timezone
 from annotate import selectors
 from annotate.models import Document, Project
 from learner.adaptation import adapted_encoder
+from learner.base_models import BaseModelUnavailable, base_model_folder
 from learner.ml.config import TrainConfig
 from learner.models import LearnerSettings, Round
 
 # A claimed round goes back to the queue this many times after its worker vanished, then
 # it is marked failed so a round that kills its worker (out of memory, say) cannot loop.
 MAX_ATTEMPTS = 2
+
+log = logging.getLogger("learner")
 
 
 class RoundBusy(Exception):
@@ -82,9 +86,11 @@ def train_config_of(settings: LearnerSettings, *, multi_label: bool,
                     encoder: str | None = None) -> TrainConfig:
     """The lead's learner settings as the typed configuration a round trains with; what the
     settings do not name keeps TrainConfig's default. `encoder` (an adapted encoder's
-    folder) replaces the base model."""
+    folder) replaces the base model. The base model's name is resolved to its folder here,
+    whatever the row holds: BaseModelUnavailable for anything not on offer."""
+    base = base_model_folder(settings.model_name)
     return TrainConfig(
-        model_name_or_path=encoder or settings.model_name or None,
+        model_name_or_path=encoder or base,
         mode=settings.mode,  # type: ignore[arg-type]
         multi_label=multi_label,
         max_length=settings.max_length,
@@ -138,6 +144,11 @@ def rounds_request_due() -> list[Round]:
         try:
             requested.append(round_request(project=settings.project, trigger=trigger))
         except RoundBusy:
+            continue
+        except BaseModelUnavailable:
+            # The dashboard's Train now says why; the timer must not stop other projects.
+            log.warning("Project %s: no round queued, its base model is not on offer.",
+                        settings.project_id)
             continue
     return requested
 

@@ -9,6 +9,9 @@ strangers 404 (annotate.access.project_view).
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
@@ -21,6 +24,7 @@ from annotate.access import LEAD, project_view
 from annotate.models import Label, Membership, Project
 from learner import charts, selectors, services
 from learner.adaptation import ADAPT_MAX_STEPS, ADAPT_STEPS, adaptation_request, adapted_encoder
+from learner.base_models import BaseModelUnavailable, base_model_choices
 from learner.ml.strategies import STRATEGIES
 from learner.models import LearnerSettings, Round
 
@@ -202,6 +206,9 @@ def train_now(request: HttpRequest, pk: int) -> HttpResponse:
         round = services.round_request(
             project=project, trigger=Round.Trigger.MANUAL, requested_by=request.user
         )
+    except BaseModelUnavailable as exc:
+        return _status_or_redirect(request, project, " ".join(exc.messages),
+                                   level=messages.ERROR)
     except services.RoundBusy:
         active = selectors.round_active(project)
         which = f"Round {active.number} is" if active else "A round is"
@@ -232,6 +239,9 @@ def adapt(request: HttpRequest, pk: int) -> HttpResponse:
                                    level=messages.ERROR)
     try:
         round = adaptation_request(project=project, steps=steps, requested_by=request.user)
+    except BaseModelUnavailable as exc:
+        return _status_or_redirect(request, project, " ".join(exc.messages),
+                                   level=messages.ERROR)
     except services.RoundBusy:
         return _status_or_redirect(
             request, project, "A round is already queued or running: adapt after it.",
@@ -308,13 +318,20 @@ CONFIG_ROWS = (
 def _config_rows(config: dict) -> list[tuple[str, object]]:
     train = config.get("train") or {}
     rows: list[tuple[str, object]] = [
-        (name, train.get(key) if train.get(key) not in (None, "") else (
-            "all-MiniLM-L6-v2 (default)" if key == "model_name_or_path" else "—"))
-        for key, name in CONFIG_ROWS if key in train
+        (name, _config_value(key, train.get(key))) for key, name in CONFIG_ROWS if key in train
     ]
     rows += [("Strategy", config.get("strategy", "—")),
              ("Random share", config.get("random_share", "—"))]
     return rows
+
+
+def _config_value(key: str, value: object) -> object:
+    if value in (None, ""):
+        return "all-MiniLM-L6-v2 (default)" if key == "model_name_or_path" else "—"
+    if key == "model_name_or_path":
+        # The folder's name: where the server keeps its models is not the watchers' business.
+        return Path(str(value)).name
+    return value
 
 
 def _ladder_rows(fit: dict) -> list[dict]:
@@ -333,6 +350,12 @@ def _ladder_rows(fit: dict) -> list[dict]:
 
 
 class LearnerSettingsForm(forms.ModelForm):
+    # A choice, never a typed path: the shipped default or a folder the operator put under
+    # LABELWISE_MODELS_DIR (learner.base_models); the choices are read when the form is made.
+    model_name = forms.ChoiceField(
+        required=False, label="Base model",
+        help_text="The shipped default, or a model your administrator added to the server.",
+    )
     strategy = forms.ChoiceField(
         choices=[(name, name.replace("_", " ")) for name in STRATEGIES],
         help_text="How the queue picks the next documents: the strategy's batch selection "
@@ -362,7 +385,6 @@ class LearnerSettingsForm(forms.ModelForm):
             "show_suggestions", "suggestion_threshold", "warm_start", "use_adapted_encoder",
         ]
         labels = {
-            "model_name": "Base model (local folder or hub id)",
             "train_every_labels": "Train every N new labels",
             "train_every_minutes": "Train every T minutes",
             "show_suggestions": "Show annotators the latest model's suggestion",
@@ -370,6 +392,10 @@ class LearnerSettingsForm(forms.ModelForm):
             "use_adapted_encoder": "Start from the encoder adapted to this project's texts",
         }
         help_texts = {"show_suggestions": ""}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["model_name"].choices = base_model_choices()  # type: ignore[attr-defined]
 
 
 @project_view(*LEAD)

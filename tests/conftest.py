@@ -76,6 +76,25 @@ def documents(project):  # type: ignore[no-untyped-def]
     )
 
 
+def hand_out(user, document) -> None:  # type: ignore[no-untyped-def]
+    """Hands `document` to `user` as the queue does (a reservation holding one of its
+    slots), for tests that answer a chosen document rather than the queue's next one:
+    annotation_submit takes only documents handed to the user. A document the user was
+    already handed keeps that hand-out."""
+    from datetime import timedelta
+
+    from django.db.models import F
+    from django.utils import timezone
+
+    from annotate.models import Assignment, Document
+
+    if Assignment.objects.filter(document=document, user=user).exists():
+        return
+    Assignment.objects.create(document=document, project_id=document.project_id, user=user,
+                              expires_at=timezone.now() + timedelta(hours=1))
+    Document.objects.filter(pk=document.pk).update(slots_taken=F("slots_taken") + 1)
+
+
 def subprocess_env() -> dict[str, str]:
     """Environment for a child process (a worker, a server) that must use this test's
     database: the test database's name replaces the configured one."""

@@ -7,6 +7,8 @@ memory, so an upload of any size streams through it.
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
@@ -29,6 +31,46 @@ class DocumentImportError(Exception):
 class ImportFormatError(DocumentImportError):
     """The file itself is malformed: bad encoding, invalid JSON, a missing field, a wrong
     type. Raised by the parsers, before the project's labels are looked at."""
+
+
+class _NumberRefused(ValueError):
+    """A JSON number that Python would take but that cannot be stored or read back."""
+
+
+def _json_int(text: str) -> int:
+    # Python refuses to convert integers this long (a guard against quadratic-time
+    # conversion); say so in the file's terms rather than Python's.
+    limit = sys.get_int_max_str_digits()
+    if limit and len(text.lstrip("-")) > limit:
+        raise _NumberRefused(f"a number with more than {limit} digits")
+    return int(text)
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _NumberRefused(f"{text} is too large for a number")
+    return value
+
+
+def _json_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON: Python's decoder takes them, but neither PostgreSQL's
+    # jsonb nor SQLite's JSON check does, and the failure would surface as a database error.
+    raise _NumberRefused(f"{name} is not a JSON number")
+
+
+# The decoder every JSON format uses: standard JSON only, and numbers that can be stored.
+JSON_DECODER = json.JSONDecoder(
+    parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant
+)
+
+
+def json_refusal(exc: ValueError | RecursionError) -> str:
+    """Why JSON_DECODER refused a value that is not a plain syntax error (those are
+    json.JSONDecodeError, with a position, and are reported by the caller)."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc)
 
 
 @dataclass(frozen=True, slots=True)

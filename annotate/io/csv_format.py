@@ -6,6 +6,10 @@ The text column is named by `text_field` ("text" by default). The label column
 several labels (multi-label projects) are separated by "|" or ";", so a label name cannot
 contain either. An "external_id" or "id" column becomes the document's external id; every
 other column is kept in the document's meta, as text.
+
+A cell that starts with a single quote before a formula character (=, +, -, @, tab,
+carriage return) loses that quote: it is how the CSV export (and OWASP's advice against
+CSV injection) keeps spreadsheets from running a cell, not part of the text.
 """
 
 from __future__ import annotations
@@ -14,12 +18,31 @@ import csv
 import itertools
 import re
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, Any
 
 from annotate.io.base import EXTERNAL_ID_FIELDS, ImportFormatError, ImportRow, decoded_lines
 
 LABEL_SEPARATORS = re.compile(r"[|;]")
 DELIMITERS = (",", "\t", ";")
+# What makes Excel, LibreOffice or Google Sheets read a cell as a formula (OWASP). Quotes
+# already in front of one count too, so that a cell quoted on export and unquoted on
+# import comes back exactly: "'=x" is written "''=x" and read "'=x".
+_FORMULA_START = re.compile(r"'*[=+\-@\t\r]")
+
+
+def formula_quoted(cell: Any) -> Any:
+    """`cell` as a spreadsheet shows it but never evaluates: text that would start a
+    formula gets a leading single quote. Other values pass through."""
+    if isinstance(cell, str) and _FORMULA_START.match(cell):
+        return "'" + cell
+    return cell
+
+
+def formula_unquoted(cell: str) -> str:
+    """The inverse of formula_quoted."""
+    if cell.startswith("'") and _FORMULA_START.match(cell, 1):
+        return cell[1:]
+    return cell
 
 
 def delimiter_of(header: str) -> str:
@@ -57,6 +80,7 @@ def parse(
         except csv.Error as exc:
             raise ImportFormatError(reader.line_num, f"not valid CSV ({exc})") from None
         last_line = reader.line_num
+        row = [formula_unquoted(cell) for cell in row]
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
         if header is None:

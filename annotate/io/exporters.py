@@ -10,6 +10,10 @@ memory holds one chunk and the query count grows with chunks, not documents.
 
 Label names: "label" holds a name (single-label) or a list of names (multi-label) in
 JSON Lines, and names joined with "|" in CSV, which is what the importers read back.
+
+CSV cells that a spreadsheet would run as a formula (OWASP's "CSV injection": a cell
+starting with =, +, -, @, a tab or a carriage return) are prefixed with a single quote
+unless the raw output is asked for; the CSV importer takes that quote off again.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from annotate.io.csv_format import formula_quoted
 from annotate.models import Annotation, Document, Project
 
 CHUNK_SIZE = 2000
@@ -170,11 +175,21 @@ class _Line:
 
 
 def export_csv(
-    project: Project, *, labelled_only: bool = True, include_annotators: bool = True
+    project: Project,
+    *,
+    labelled_only: bool = True,
+    include_annotators: bool = True,
+    raw: bool = False,
+    bom: bool = False,
 ) -> Iterator[str]:
     """CSV with a header: id, external_id, text, label ("|"-joined names), split,
     guideline_versions ("|"-joined), meta (JSON), then with include_annotators a pair of
-    columns per annotator: annotator:<username> and guideline_version:<username>."""
+    columns per annotator: annotator:<username> and guideline_version:<username>.
+
+    Cells that would start a spreadsheet formula get a leading single quote unless `raw`;
+    `bom` starts the file with a UTF-8 byte-order mark (Excel needs one to read UTF-8 on
+    some systems; Python's csv module and most other tools read it as part of the first
+    column's name, so it is off by default)."""
     usernames: list[str] = []
     if include_annotators:
         usernames = list(
@@ -184,12 +199,15 @@ def export_csv(
             .distinct()
         )
     writer = csv.writer(_Line())
+
+    def line(cells: list[Any]) -> str:
+        return writer.writerow(cells if raw else [formula_quoted(cell) for cell in cells])
+
     header = ["id", "external_id", "text", "label", "split", "guideline_versions", "meta"]
     for username in usernames:
         header += [f"annotator:{username}", f"guideline_version:{username}"]
-    # A byte-order mark so Excel opens the UTF-8 file with the right encoding; the
-    # importers drop it.
-    yield "\ufeff" + writer.writerow(header)
+    # The importers drop a byte-order mark, so either way the file imports back.
+    yield ("\ufeff" if bom else "") + line(header)
     for row in export_rows(project, labelled_only=labelled_only):
         cells: list[Any] = [
             row.id,
@@ -207,7 +225,7 @@ def export_csv(
                 if answer
                 else ["", ""]
             )
-        yield writer.writerow(cells)
+        yield line(cells)
 
 
 def _hf_features(project: Project, include_annotators: bool) -> Any:

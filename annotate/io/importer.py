@@ -25,7 +25,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import Max
 
-from annotate import selectors
+from annotate import selectors, services
 from annotate.bulk import ANALYZE_AFTER_ROWS, db_value, rows_insert, table_analyze
 from annotate.io import csv_format, jsonl, label_studio, prodigy
 from annotate.io.base import DocumentImportError, ImportFormatError, ImportRow, Parser
@@ -60,6 +60,13 @@ HEAD_BYTES = 8192
 _IN_CHUNK = 900
 _PRODIGY_KEYS = re.compile(r'"(?:_input_hash|_task_hash|answer)"\s*:')
 _EXTERNAL_ID_MAX = Document._meta.get_field("external_id").max_length or 200
+# Characters no database column takes: PostgreSQL stores no NUL (SQLite does, so a file
+# would import on one and fail on the other), and an unpaired surrogate (which JSON's
+# "\ud800" escape can produce) is not Unicode and cannot be encoded as UTF-8.
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+# Metadata deeper than this is refused: JSON nested close to Python's recursion limit
+# decodes here but would fail later, wherever it is encoded or read back (exports, pages).
+MAX_META_DEPTH = 100
 
 
 @dataclass(frozen=True)
@@ -216,16 +223,24 @@ class _Writer:
         """
         ordered = sorted(digests)
         if connection.vendor == "postgresql":
-            # One index probe per hash, whatever the statistics say: the LIMIT keeps the
-            # planner from flattening the lateral lookup into a hash join over the project.
+            # One index probe per hash. The LIMIT keeps the planner from flattening the
+            # lateral lookup into a hash join over the project. The project id comes from
+            # the probe rows, never as a literal: for a literal the planner reads this
+            # project's own statistics, which for a new project say "no rows", and then
+            # any index starting with the project looks as cheap as the unique one (it
+            # picked the plain project index and filtered every row, measured). For a
+            # value it cannot see it costs the average project, and only the unique index
+            # promises one row. (Were the average project a single document, the two
+            # would tie again.)
             qn, opts = connection.ops.quote_name, Document._meta
             table, project_id = qn(opts.db_table), qn(opts.get_field("project").column)
             with connection.cursor() as cursor:
                 cursor.execute(
-                    f"SELECT h.digest, d.id FROM unnest(%s::text[]) AS h(digest) "
-                    f"JOIN LATERAL (SELECT id FROM {table} WHERE {project_id} = %s "
+                    f"SELECT h.digest, d.id FROM unnest(%s::bigint[], %s::text[]) "
+                    f"AS h(project_id, digest) "
+                    f"JOIN LATERAL (SELECT id FROM {table} WHERE {project_id} = h.project_id "
                     f"AND text_hash = h.digest LIMIT 1) AS d ON true",
-                    [ordered, self.project.pk],
+                    [[self.project.pk] * len(ordered), ordered],
                 )
                 return dict(cursor.fetchall())
         found: dict[str, int] = {}
@@ -287,16 +302,46 @@ def _head(file: IO[bytes]) -> bytes:
     return head if isinstance(head, bytes) else head.encode("utf-8")
 
 
+def _unstorable(value: Any) -> str | None:
+    """What keeps a decoded value from being stored, as the end of a sentence ("contains a
+    NUL character"); None when nothing does. Walks nested values without recursing."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            found = _UNSTORABLE.search(item)
+            if found:
+                if found.group() == "\x00":
+                    return "contains a NUL character (\\u0000), which cannot be stored"
+                return "contains an unpaired surrogate (a lone \\ud800-\\udfff), not text"
+        elif isinstance(item, dict | list):
+            if depth >= MAX_META_DEPTH:
+                return f"is nested too deeply (more than {MAX_META_DEPTH} levels)"
+            if isinstance(item, dict):
+                stack.extend((key, depth) for key in item)
+                item = item.values()
+            stack.extend((child, depth + 1) for child in item)
+    return None
+
+
 def _checked(rows: Iterator[ImportRow], resolver: _LabelResolver) -> Iterator[
     tuple[ImportRow, list[int] | None]
 ]:
     for row in rows:
-        if "\x00" in row.text:
-            raise DocumentImportError(row.line, "the text contains a NUL character")
+        problem = _unstorable(row.text)
+        if problem:
+            raise DocumentImportError(row.line, f"the text {problem}")
         if len(row.external_id) > _EXTERNAL_ID_MAX:
             raise DocumentImportError(
                 row.line, f"the id is longer than {_EXTERNAL_ID_MAX} characters"
             )
+        problem = _unstorable(row.external_id)
+        if problem:
+            raise DocumentImportError(row.line, f"the id {problem}")
+        for key, value in row.meta.items():
+            problem = _unstorable(key) or _unstorable(value)
+            if problem:
+                raise DocumentImportError(row.line, f"{key!r} {problem}")
         yield row, resolver.ids(row)
 
 
@@ -331,10 +376,13 @@ def documents_import(
         raise DocumentImportError(
             None, f"unknown format {fmt!r}; choose one of {', '.join(PARSERS)}"
         )
-    resolver = _LabelResolver(project)
-    rows = _checked(parser(file, text_field=text_field, label_field=label_field), resolver)
     try:
         with transaction.atomic():
+            # Held to the end: a label deleted meanwhile would leave its id in the answers.
+            services.labels_hold(project=project)
+            resolver = _LabelResolver(project)
+            rows = _checked(parser(file, text_field=text_field, label_field=label_field),
+                            resolver)
             last_id = Document.objects.aggregate(last=Max("id"))["last"] or 0
             writer = _Writer(
                 project=project,

@@ -16,10 +16,12 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from annotate.io.base import (
+    JSON_DECODER,
     ImportFormatError,
     ImportRow,
     decoded_lines,
     external_id_from,
+    json_refusal,
     labels_from,
     text_from,
 )
@@ -31,11 +33,13 @@ def records(file: IO[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = JSON_DECODER.decode(line)
         except json.JSONDecodeError as exc:
             raise ImportFormatError(
                 number, f"not valid JSON ({exc.msg} at column {exc.colno})"
             ) from None
+        except (ValueError, RecursionError) as exc:
+            raise ImportFormatError(number, f"not valid JSON ({json_refusal(exc)})") from None
         if not isinstance(record, dict):
             raise ImportFormatError(
                 number, f"each line must be a JSON object, not {type(record).__name__}"

@@ -24,9 +24,11 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from annotate.io.base import (
+    JSON_DECODER,
     ImportFormatError,
     ImportRow,
     external_id_from,
+    json_refusal,
     labels_from,
     text_from,
 )
@@ -112,6 +114,12 @@ class _Reader:
                     self.line,
                     f"{what}: not valid JSON ({exc.msg} at line {line} column {column})",
                 ) from None
+            except (ValueError, RecursionError) as exc:
+                # Well-formed so far but refused (a number that cannot be stored, nesting
+                # deeper than Python's recursion limit): reading on would not help.
+                raise ImportFormatError(
+                    self.line, f"{what}: not valid JSON ({json_refusal(exc)})"
+                ) from None
             line = self.line
             self.advance(end)
             return value, line
@@ -120,7 +128,7 @@ class _Reader:
 def tasks(file: IO[bytes]) -> Iterator[tuple[int, int, Any]]:
     """(task number, line number, task) for each element of the top-level array."""
     reader = _Reader(file)
-    decoder = json.JSONDecoder()
+    decoder = JSON_DECODER
     reader.expect("[", "a JSON array of tasks ('[')")
     if reader.skip_whitespace() == "]":
         reader.advance(reader.pos + 1)
@@ -145,10 +153,22 @@ def _choices(task: dict[str, Any], *, line: int, where: str) -> list[str] | None
         if not isinstance(annotation, dict) or annotation.get("was_cancelled"):
             continue
         names: list[str] = []
-        for result in annotation.get("result") or []:
+        results = annotation.get("result") or []
+        if not isinstance(results, list):
+            raise ImportFormatError(
+                line, f"{where}: an annotation's 'result' must be a list, not "
+                f"{type(results).__name__}"
+            )
+        for result in results:
             if not isinstance(result, dict) or result.get("type") != "choices":
                 continue
-            chosen = (result.get("value") or {}).get("choices")
+            value = result.get("value") or {}
+            if not isinstance(value, dict):
+                raise ImportFormatError(
+                    line, f"{where}: a result's 'value' must be an object, not "
+                    f"{type(value).__name__}"
+                )
+            chosen = value.get("choices")
             names.extend(labels_from(chosen, line=line, field_name="choices") or [])
         return names or None
     return None

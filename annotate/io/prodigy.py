@@ -37,7 +37,7 @@ def _labels(record: dict[str, Any], *, line: int, label_field: str) -> list[str]
     answer = record.get("answer")
     if answer is None:
         return None
-    if answer not in ANSWERS:
+    if not isinstance(answer, str) or answer not in ANSWERS:
         raise ImportFormatError(
             line, f"'answer' must be one of accept, reject, ignore, not {answer!r}"
         )
@@ -49,12 +49,23 @@ def _labels(record: dict[str, Any], *, line: int, label_field: str) -> list[str]
             raise ImportFormatError(
                 line, f"'accept' must be a list of option ids, not {type(accepted).__name__}"
             )
+        odd = [item for item in accepted if not isinstance(item, str | int)]
+        if odd:
+            raise ImportFormatError(
+                line, "'accept' must be a list of option ids, not a list containing "
+                f"{type(odd[0]).__name__}"
+            )
+        options = record.get("options") or []
+        if not isinstance(options, list):
+            raise ImportFormatError(
+                line, f"'options' must be a list, not {type(options).__name__}"
+            )
         # Prodigy stores option ids; they are usually the label names, but where they are
         # numbers the option's display text is the name.
         texts = {
             option.get("id"): option.get("text")
-            for option in record.get("options") or []
-            if isinstance(option, dict)
+            for option in options
+            if isinstance(option, dict) and isinstance(option.get("id"), str | int)
         }
         names = [
             item if isinstance(item, str) else texts.get(item) or str(item) for item in accepted

@@ -16,10 +16,20 @@ def held_document(user):  # type: ignore[no-untyped-def]
     return Assignment.objects.get(user=user, status="active").document
 
 
+def start(client, project):  # type: ignore[no-untyped-def]
+    """The annotator presses Start: the one request that reserves a document for them."""
+    return client.post(reverse("annotate:annotate_next", args=[project.pk]))
+
+
+def page(client, project):  # type: ignore[no-untyped-def]
+    return client.get(reverse("annotate:annotate", args=[project.pk]))
+
+
 def test_page_shows_a_document_labels_hotkeys_and_guidelines(client, project, annotator,
                                                              documents):
     client.force_login(annotator)
-    response = client.get(reverse("annotate:annotate", args=[project.pk]))
+    start(client, project)
+    response = page(client, project)
     assert response.status_code == 200
     html = response.content.decode()
     document = held_document(annotator)
@@ -33,14 +43,14 @@ def test_page_shows_a_document_labels_hotkeys_and_guidelines(client, project, an
 def test_guidelines_are_sanitised(client, project, annotator, lead, documents):
     guideline_update(project=project, text="Hi <script>alert(1)</script> **bold**", user=lead)
     client.force_login(annotator)
-    html = client.get(reverse("annotate:annotate", args=[project.pk])).content.decode()
+    html = page(client, project).content.decode()
     assert "<script>alert(1)</script>" not in html and "<strong>bold</strong>" in html
 
 
 def test_htmx_submit_records_and_swaps_in_the_next_document(client, project, annotator,
                                                             documents):
     client.force_login(annotator)
-    client.get(reverse("annotate:annotate", args=[project.pk]))
+    start(client, project)
     first = held_document(annotator)
     sport = project.labels.get(name="sport")
     response = htmx_post(client, reverse("annotate:annotate_submit", args=[project.pk]),
@@ -58,7 +68,7 @@ def test_htmx_submit_records_and_swaps_in_the_next_document(client, project, ann
 def test_plain_form_submit_without_javascript_redirects_back(client, project, annotator,
                                                              documents):
     client.force_login(annotator)
-    client.get(reverse("annotate:annotate", args=[project.pk]))
+    start(client, project)
     first = held_document(annotator)
     response = client.post(reverse("annotate:annotate_submit", args=[project.pk]),
                            {"document": first.pk, "label": project.labels.first().pk})
@@ -69,7 +79,7 @@ def test_plain_form_submit_without_javascript_redirects_back(client, project, an
 def test_bad_label_shows_an_error_and_keeps_the_document(client, project, annotator,
                                                          documents):
     client.force_login(annotator)
-    client.get(reverse("annotate:annotate", args=[project.pk]))
+    start(client, project)
     first = held_document(annotator)
     response = htmx_post(client, reverse("annotate:annotate_submit", args=[project.pk]),
                          {"document": first.pk, "label": "12345678"})
@@ -80,7 +90,7 @@ def test_bad_label_shows_an_error_and_keeps_the_document(client, project, annota
 
 def test_skip_undo_and_flag_from_the_page(client, project, annotator, documents):
     client.force_login(annotator)
-    client.get(reverse("annotate:annotate", args=[project.pk]))
+    start(client, project)
     first = held_document(annotator)
     htmx_post(client, reverse("annotate:annotate_skip", args=[project.pk]),
               {"document": first.pk})
@@ -104,8 +114,10 @@ def test_viewer_cannot_annotate(client, project, viewer, documents):
 
 def test_empty_queue_says_so(client, project, annotator):
     client.force_login(annotator)
-    html = client.get(reverse("annotate:annotate", args=[project.pk])).content.decode()
-    assert "Nothing left to label" in html
+    html = page(client, project).content.decode()
+    assert "Nothing left to label" in html and 'id="start"' not in html
+    response = htmx_post(client, reverse("annotate:annotate_next", args=[project.pk]), {})
+    assert "Nothing left to label" in response.content.decode()
 
 
 def test_metadata_starting_with_underscore_is_hidden_from_annotators(
@@ -113,5 +125,57 @@ def test_metadata_starting_with_underscore_is_hidden_from_annotators(
 ):
     Document.objects.filter(project=project).update(meta={"source": "wire", "_gold": "sport"})
     client.force_login(annotator)
-    html = client.get(reverse("annotate:annotate", args=[project.pk])).content.decode()
+    start(client, project)
+    html = page(client, project).content.decode()
     assert "source: wire" in html and "_gold" not in html
+
+
+def test_opening_the_page_reserves_nothing(client, project, annotator, documents):
+    """A GET has no side effect: a browser's prefetch or a link preview of the page must
+    not take a document away from the queue."""
+    client.force_login(annotator)
+    response = page(client, project)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'id="start"' in html and "Nothing left to label" not in html
+    assert not Assignment.objects.exists()
+    assert not Document.objects.filter(slots_taken__gt=0).exists()
+
+
+def test_start_reserves_the_next_document_and_the_page_shows_it_again(
+    client, project, annotator, documents
+):
+    client.force_login(annotator)
+    response = htmx_post(client, reverse("annotate:annotate_next", args=[project.pk]), {})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.lstrip().startswith('<section id="item"')
+    held = held_document(annotator)
+    assert held.text in html
+    # Reloading the page shows the same document and reserves no other.
+    assert held.text in page(client, project).content.decode()
+    assert Assignment.objects.filter(user=annotator).count() == 1
+    # Without JavaScript, Start is a plain form post that comes back to the page.
+    assert start(client, project).status_code == 302
+    assert Assignment.objects.filter(user=annotator).count() == 1
+
+
+def test_start_is_a_post(client, project, annotator, documents):
+    client.force_login(annotator)
+    assert client.get(reverse("annotate:annotate_next", args=[project.pk])).status_code == 405
+    assert not Assignment.objects.exists()
+
+
+def test_submitting_a_document_never_handed_out_is_refused(client, project, annotator,
+                                                           documents):
+    client.force_login(annotator)
+    start(client, project)
+    held = held_document(annotator)
+    other = Document.objects.exclude(pk=held.pk).first()
+    response = htmx_post(client, reverse("annotate:annotate_submit", args=[project.pk]),
+                         {"document": other.pk, "label": project.labels.first().pk})
+    assert response.status_code == 200
+    assert "not handed to you" in response.content.decode()
+    assert not Annotation.objects.exists()
+    other.refresh_from_db()
+    assert other.slots_taken == 0 and other.n_annotations == 0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import datasets
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -19,6 +19,7 @@ from annotate import services
 from annotate.io import exporters
 from annotate.io.importer import documents_import
 from annotate.models import Document, Project, text_hash
+from tests.conftest import hand_out
 
 
 def label_id(project, name: str) -> int:  # type: ignore[no-untyped-def]
@@ -33,6 +34,7 @@ def add_documents(project, texts: list[str], **fields) -> list[Document]:  # typ
 
 
 def answer(user, project, document, *names: str) -> None:  # type: ignore[no-untyped-def]
+    hand_out(user, document)  # annotation_submit takes only documents handed to the user
     services.annotation_submit(
         user=user,
         project=project,
@@ -98,8 +100,7 @@ def test_export_without_annotators_names_nobody(project, labelled):
 
 def test_csv_export_has_a_column_pair_per_annotator(project, labelled):
     text = "".join(exporters.export_csv(project, labelled_only=False))
-    assert text.startswith("\ufeff")
-    rows = list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))))
+    rows = list(csv.DictReader(io.StringIO(text)))
     assert list(rows[0]) == [
         "id", "external_id", "text", "label", "split", "guideline_versions", "meta",
         "annotator:annotator", "guideline_version:annotator",
@@ -127,7 +128,7 @@ def test_multi_label_exports_join_names(lead, tmp_path):
     [row] = jsonl_rows(project)
     assert row["label"] == ["business", "tech"]
     assert row["annotators"] == {"lead": ["business", "tech"]}
-    text = "".join(exporters.export_csv(project)).lstrip("\ufeff")
+    text = "".join(exporters.export_csv(project))
     rows = list(csv.DictReader(io.StringIO(text)))
     assert rows[0]["label"] == "business|tech"
     out = exporters.export_hf_dataset(project, tmp_path / "hf")
@@ -158,6 +159,72 @@ def test_imported_labels_are_marked_and_exports_read_back(project, lead, tmp_pat
         copied = Document.objects.get(project=other, text="Goal!")
         assert copied.final_labels == [label_id(other, "sport")]
         assert copied.external_id == "g1"
+
+
+# Cells a spreadsheet would run as a formula (OWASP's list: = + - @, tab, carriage return).
+FORMULAS = ["=HYPERLINK(\"http://evil.example\",\"click\")", "+1+1", "-2+3", "@SUM(1)",
+            "\ttab first", "\rreturn first"]
+
+
+@pytest.fixture
+def formulas(lead):  # type: ignore[no-untyped-def]
+    """A project whose texts, external ids and label names start like formulas."""
+    project = services.project_create(name="Formulas", created_by=lead, labels=["=evil", "ok"])
+    docs = Document.objects.bulk_create(
+        Document(project=project, text=text, text_hash=text_hash(text), rand=i / 100,
+                 external_id=f"=id{i}" if i % 2 else "-1")
+        for i, text in enumerate([*FORMULAS, "'=already quoted", "plain"])
+    )
+    for doc in docs:
+        answer(lead, project, doc, "=evil")
+    return project
+
+
+def csv_cells(lines) -> list[list[str]]:  # type: ignore[no-untyped-def]
+    return list(csv.reader(io.StringIO("".join(lines), newline="")))
+
+
+def test_csv_export_neutralises_cells_that_start_like_formulas(formulas):
+    header, *rows = csv_cells(exporters.export_csv(formulas))
+    assert header[:4] == ["id", "external_id", "text", "label"]
+    for row in rows:
+        for cell in row:
+            assert not cell or cell[0] not in "=+-@\t\r", row
+    assert [row[2] for row in rows] == [
+        *("'" + text for text in FORMULAS), "''=already quoted", "plain"
+    ]
+    assert {row[1] for row in rows} == {"'-1", *(f"'=id{i}" for i in range(1, 8, 2))}
+    assert {row[3] for row in rows} == {"'=evil"}
+    assert {row[header.index("annotator:lead")] for row in rows} == {"'=evil"}
+
+
+def test_csv_export_raw_leaves_cells_as_they_are(formulas):
+    _header, *rows = csv_cells(exporters.export_csv(formulas, raw=True))
+    assert [row[2] for row in rows] == [*FORMULAS, "'=already quoted", "plain"]
+    assert {row[3] for row in rows} == {"=evil"}
+
+
+def test_csv_export_has_a_byte_order_mark_only_when_asked(project, labelled):
+    plain = "".join(exporters.export_csv(project))
+    assert plain.startswith("id,")
+    assert next(csv.DictReader(io.StringIO(plain)))["text"] == "Shares rally"
+    marked = "".join(exporters.export_csv(project, bom=True))
+    assert marked == "\ufeff" + plain
+
+
+def test_neutralised_csv_imports_back_to_the_original_texts_and_labels(formulas, lead, tmp_path):
+    path = tmp_path / "out.csv"
+    path.write_text("".join(exporters.export_csv(formulas)), encoding="utf-8", newline="")
+    other = services.project_create(name="Copy", created_by=lead, labels=["=evil"])
+    with path.open("rb") as file:
+        report = documents_import(project=other, file=file, fmt=None, user=lead, name=path.name)
+    assert (report.created, report.labelled) == (8, 8)
+    original = {d.text: d.external_id for d in Document.objects.filter(project=formulas)}
+    copied = {d.text: d.external_id for d in Document.objects.filter(project=other)}
+    assert copied == original
+    assert {tuple(d.final_labels) for d in Document.objects.filter(project=other)} == {
+        (label_id(other, "=evil"),)
+    }
 
 
 def test_export_queries_do_not_grow_with_documents(project, annotator):
@@ -227,12 +294,30 @@ def test_export_command_writes_each_format(project, labelled, tmp_path, capsys):
     csv_out = tmp_path / "labels.csv"
     call_command("export_labels", str(project.pk), "--format", "csv", "--out", str(csv_out),
                  "--all", "--no-annotators")
-    rows = list(csv.DictReader(io.StringIO(csv_out.read_text(encoding="utf-8-sig"))))
+    rows = list(csv.DictReader(io.StringIO(csv_out.read_text(encoding="utf-8"))))
     assert len(rows) == 3 and "annotator:lead" not in rows[0]
     call_command("export_labels", str(project.pk), "--format", "hf", "--out",
                  str(tmp_path / "hf"))
     assert datasets.load_from_disk(str(tmp_path / "hf"))["text"] == ["Shares rally"]
     assert "Wrote 1 documents" in capsys.readouterr().out
+
+
+def test_export_command_csv_options_for_raw_cells_and_a_byte_order_mark(formulas, tmp_path):
+    out = tmp_path / "labels.csv"
+    call_command("export_labels", "Formulas", "--format", "csv", "--out", str(out))
+    data = out.read_bytes()
+    assert data.startswith(b"id,") and b"'=HYPERLINK" in data
+    call_command("export_labels", "Formulas", "--format", "csv", "--out", str(out),
+                 "--csv-raw", "--csv-bom")
+    data = out.read_bytes()
+    assert data.startswith(b"\xef\xbb\xbfid,") and b"'=HYPERLINK" not in data
+    assert b"=HYPERLINK" in data
+
+
+def test_export_command_refuses_csv_options_for_other_formats(formulas, tmp_path):
+    with pytest.raises(CommandError, match="--csv-raw and --csv-bom"):
+        call_command("export_labels", "Formulas", "--format", "jsonl", "--out",
+                     str(tmp_path / "x.jsonl"), "--csv-raw")
 
 
 def test_export_file_names_and_types():

@@ -10,12 +10,13 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from annotate import selectors, services
-from annotate.bulk import ANALYZE_AFTER_ROWS
+from annotate.bulk import ANALYZE_AFTER_ROWS, table_analyze
 from annotate.io import label_studio
 from annotate.io.importer import DocumentImportError, ImportReport, detect_format, documents_import
-from annotate.models import Annotation, Document, Project
+from annotate.models import Annotation, Document, Project, text_hash
 
 
 def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
@@ -412,6 +413,48 @@ ERROR_CASES = {
     "prodigy-bad-json": (prodigy_file('{"text": "Goal"'), 4, "not valid JSON"),
     "prodigy-two-labels": (prodigy_file('{"text": "Goal", "accept": ["sport", "tech"], '
                                         '"answer": "accept"}'), 4, "single-label project"),
+    # Malformed values that used to escape as a traceback (a 500 on the upload page).
+    "jsonl-deeply-nested": (jsonl_file("[" * 100_000), 4, "nested too deeply"),
+    "jsonl-nested-meta": (jsonl_file('{"text": "Goal", "x": ' + "[" * 200 + "]" * 200 + "}"),
+                          4, "nested too deeply"),
+    "jsonl-huge-integer": (jsonl_file('{"text": "Goal", "n": ' + "9" * 5000 + "}"), 4,
+                           "a number with more than 4300 digits"),
+    "jsonl-nan": (jsonl_file('{"text": "Goal", "score": NaN}'), 4, "NaN is not a JSON number"),
+    "jsonl-infinity": (jsonl_file('{"text": "Goal", "score": -Infinity}'), 4,
+                       "-Infinity is not a JSON number"),
+    "jsonl-overflowing-float": (jsonl_file('{"text": "Goal", "score": 1e999}'), 4,
+                                "1e999 is too large"),
+    "jsonl-nul-in-meta": (jsonl_file('{"text": "Goal", "note": "a\\u0000b"}'), 4,
+                          "'note' contains a NUL character"),
+    "jsonl-nul-in-meta-key": (jsonl_file('{"text": "Goal", "meta": {"a\\u0000": 1}}'), 4,
+                              "contains a NUL character"),
+    "jsonl-nul-in-id": (jsonl_file('{"text": "Goal", "id": "g\\u0000"}'), 4,
+                        "the id contains a NUL character"),
+    "jsonl-lone-surrogate": (jsonl_file('{"text": "Goal \\ud800"}'), 4,
+                             "the text contains an unpaired surrogate"),
+    "ls-deeply-nested": (ls_file("[" * 100_000), 5, "nested too deeply"),
+    "ls-huge-integer": (ls_file('{"data": {"text": "Goal", "n": ' + "9" * 5000 + "}}"), 5,
+                        "a number with more than 4300 digits"),
+    "ls-nan": (ls_file('{"data": {"text": "Goal", "score": NaN}}'), 5, "NaN is not a JSON number"),
+    "ls-value-not-object": (
+        ls_file(json.dumps({"data": {"text": "Goal"}, "annotations": [
+            {"result": [{"type": "choices", "value": "sport"}]}]})), 5,
+        "task 4: a result's 'value' must be an object, not str",
+    ),
+    "ls-result-not-list": (
+        ls_file(json.dumps({"data": {"text": "Goal"}, "annotations": [{"result": 5}]})), 5,
+        "task 4: an annotation's 'result' must be a list, not int",
+    ),
+    "ls-nul-in-meta": (ls_file('{"data": {"text": "Goal", "note": "\\u0000"}}'), 5,
+                       "'note' contains a NUL character"),
+    "prodigy-answer-not-string": (prodigy_file('{"text": "Goal", "answer": ["accept"]}'), 4,
+                                  "'answer' must be one of"),
+    "prodigy-options-not-list": (prodigy_file('{"text": "Goal", "answer": "accept", '
+                                              '"accept": [1], "options": 5}'), 4,
+                                 "'options' must be a list"),
+    "prodigy-accept-item-not-id": (prodigy_file('{"text": "Goal", "answer": "accept", '
+                                                '"accept": [[1]]}'), 4,
+                                   "'accept' must be a list of option ids"),
 }
 
 
@@ -527,16 +570,25 @@ def test_imported_rows_store_awkward_text_and_meta_exactly(project, lead, tmp_pa
     assert Document.objects.get(project=project, final_labels__isnull=False).text == "labelled"
 
 
-def test_a_row_the_database_refuses_rolls_back_with_its_batch_lines(project, lead, tmp_path):
-    # PostgreSQL's jsonb cannot hold a NUL character; SQLite's JSON text can.
+def test_nul_characters_are_refused_on_their_line_whatever_the_database(
+    project, lead, tmp_path
+):
+    # PostgreSQL cannot store a NUL character (neither in jsonb nor in text) and SQLite
+    # can: the import refuses it on both, so a file does not import on one and not the other.
     records = [{"text": f"doc {i}"} for i in range(5)] + [{"text": "x", "note": "a\u0000b"}]
     path = write(tmp_path, "docs.jsonl", jsonl_text(*records))
-    if connection.vendor == "postgresql":
-        with pytest.raises(DocumentImportError, match="line 5: the database refused a row"):
-            run_import(project, lead, path, batch_size=4)
+    with pytest.raises(DocumentImportError, match="^line 6: 'note' contains a NUL character"):
+        run_import(project, lead, path, batch_size=4)
+    assert Document.objects.count() == 0
+
+
+def test_csv_nul_characters_in_id_or_meta_are_refused_on_their_line(project, lead, tmp_path):
+    for row, message in [("a\x00,Goal,wire", "the id contains a NUL character"),
+                         ("a1,Goal,wi\x00re", "'source' contains a NUL character")]:
+        path = write(tmp_path, "x.csv", "id,text,source\nz,Fine,web\n" + row + "\n")
+        with pytest.raises(DocumentImportError, match=f"^line 3: {message}"):
+            run_import(project, lead, path)
         assert Document.objects.count() == 0
-    else:
-        assert run_import(project, lead, path, batch_size=4).created == 6
 
 
 def test_imported_documents_get_random_queue_keys(project, lead, tmp_path):
@@ -569,6 +621,47 @@ def test_a_large_import_refreshes_the_planner_statistics(project, lead, tmp_path
                                     "text\n" + "".join(f"doc {i}\n" for i in range(n))))
     # (SQLite's capped sample gives an estimate.)
     assert before < 0.9 * n <= planner_rows("annotate_document")
+
+
+def scans_of(plan: dict, table: str) -> list[tuple[str, str | None]]:
+    """(node type, index name) of every node of an EXPLAIN (FORMAT JSON) plan that reads
+    `table`."""
+    found, stack = [], [plan]
+    while stack:
+        node = stack.pop()
+        if node.get("Relation Name") == table:
+            found.append((node["Node Type"], node.get("Index Name")))
+        stack.extend(node.get("Plans", []))
+    return found
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's query planner")
+def test_duplicate_check_probes_the_unique_index_when_statistics_think_the_project_empty(
+    project, multi_project, lead, tmp_path
+):
+    # The statistics know of another project's rows only: for this one they promise no rows
+    # at all, so every index that starts with the project looks as good as the unique one.
+    # Picking one of those scans all the project's rows per hash, and a second large import
+    # slows quadratically as the project fills.
+    Document.objects.bulk_create(
+        Document(project=multi_project, text=f"other {i}", text_hash=text_hash(f"other {i}"),
+                 rand=i / 3000)
+        for i in range(3000)
+    )
+    table_analyze(Document)
+    path = write(tmp_path, "docs.jsonl",
+                 jsonl_text({"text": "one", "label": "sport"}, {"text": "two"}))
+    with CaptureQueriesContext(connection) as captured:
+        run_import(project, lead, path)
+    checks = [q["sql"] for q in captured.captured_queries
+              if q["sql"].lstrip().upper().startswith("SELECT") and "text_hash" in q["sql"]]
+    assert len(checks) == 2  # the duplicate check; the new documents' ids for their labels
+    for sql in checks:
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN (FORMAT JSON) " + sql)
+            explained = cursor.fetchone()[0]
+        plan = (json.loads(explained) if isinstance(explained, str) else explained)[0]["Plan"]
+        assert scans_of(plan, "annotate_document") == [("Index Scan", "document_unique_text")]
 
 
 # --- the management command ----------------------------------------------------------------

@@ -23,6 +23,7 @@ from annotate.models import (
     Project,
     text_hash,
 )
+from tests.conftest import hand_out
 
 HTMX = {"HX-Request": "true"}
 
@@ -42,6 +43,7 @@ def label(project: Project, name: str) -> Label:
 
 
 def annotate_doc(user, project: Project, document: Document, *names: str) -> Annotation:  # type: ignore[no-untyped-def]
+    hand_out(user, document)
     return services.annotation_submit(
         user=user,
         project=project,
@@ -281,6 +283,23 @@ def test_deleting_a_used_label_is_refused_with_a_message(
     assert "used by annotations" in htmx.content.decode()
 
 
+def test_deleting_a_label_a_decision_uses_shows_why_not(
+    lead_client, project, documents, annotator, lead
+):
+    annotate_doc(annotator, project, documents[0], "sport")
+    tech = label(project, "tech")
+    services.document_adjudicate(document=documents[0], user=lead, label_ids=[tech.pk],
+                                 reason="A chip story.")
+    response = lead_client.post(url("label_delete", project, label_id=tech.pk), follow=True)
+    assert response.status_code == 200
+    assert project.labels.filter(pk=tech.pk).exists()
+    assert any("final labels and adjudications" in m for m in messages_of(response))
+    htmx = lead_client.post(url("label_delete", project, label_id=tech.pk), headers=HTMX)
+    assert htmx.status_code == 200
+    row = htmx.content.decode()
+    assert f'id="label-{tech.pk}"' in row and "final labels and adjudications" in row
+
+
 def test_label_delete_needs_post(lead_client, project):
     response = lead_client.get(url("label_delete", project, label_id=label(project, "tech").pk))
     assert response.status_code == 405
@@ -297,7 +316,10 @@ def test_lead_adds_an_existing_user(lead_client, project, stranger):
     assert Membership.objects.get(project=project, user=stranger).role == "reviewer"
 
 
-def test_lead_creates_an_account_with_a_password(client, lead_client, project, django_user_model):
+def test_staff_lead_creates_an_account_with_a_password(client, lead_client, lead, project,
+                                                       django_user_model):
+    lead.is_staff = True
+    lead.save()
     response = lead_client.post(
         url("members", project),
         {"username": "newbie", "role": "annotator", "password": "a-long-fresh-passphrase"},
@@ -309,7 +331,10 @@ def test_lead_creates_an_account_with_a_password(client, lead_client, project, d
     assert Membership.objects.get(project=project, user=newbie).role == "annotator"
 
 
-def test_unknown_user_without_password_is_an_error(lead_client, project, django_user_model):
+def test_unknown_user_without_password_is_an_error_for_staff(lead_client, lead, project,
+                                                             django_user_model):
+    lead.is_staff = True
+    lead.save()
     response = lead_client.post(url("members", project), {"username": "ghost", "role": "viewer"})
     assert response.status_code == 200
     assert "There is no user 'ghost'" in response.context["form"].errors["username"][0]
@@ -317,7 +342,92 @@ def test_unknown_user_without_password_is_an_error(lead_client, project, django_
     assert not django_user_model.objects.filter(username="ghost").exists()
 
 
-def test_weak_password_for_a_new_account_is_refused(lead_client, project, django_user_model):
+def test_a_lead_who_is_not_staff_cannot_create_accounts(lead_client, project,
+                                                         django_user_model):
+    """Anyone may create a project and so be a lead: account creation is the staff's."""
+    page = lead_client.get(url("members", project)).content.decode()
+    assert 'name="password"' not in page
+    response = lead_client.post(url("members", project), {
+        "username": "newbie", "role": "annotator", "password": "a-long-fresh-passphrase"})
+    assert response.status_code == 200
+    assert response.context["form"].errors
+    assert not django_user_model.objects.filter(username="newbie").exists()
+    assert not Membership.objects.filter(project=project, user__username="newbie").exists()
+
+
+def test_non_staff_get_one_answer_for_any_name_they_cannot_add(lead_client, project,
+                                                                django_user_model):
+    """A free name, a free name with a password, and a deactivated account all read the
+    same: the members page cannot be used to find out which usernames exist."""
+    retired = django_user_model.objects.create_user(username="retired", password="x" * 20)
+    retired.is_active = False
+    retired.save()
+    answers = []
+    for data in ({"username": "ghost"}, {"username": "ghost", "password": "a-long-passphrase"},
+                 {"username": "retired"}):
+        response = lead_client.post(url("members", project), {**data, "role": "viewer"})
+        assert response.status_code == 200
+        answers.append(response.context["form"].errors["username"])
+    assert answers[0] == answers[1] == answers[2]
+    assert "ghost" not in answers[0][0] and "There is no user" not in answers[0][0]
+    assert not django_user_model.objects.filter(username="ghost").exists()
+    assert not Membership.objects.filter(project=project, user=retired).exists()
+
+
+def test_a_setting_lets_every_lead_create_accounts(lead_client, project, django_user_model,
+                                                   settings):
+    settings.LABELWISE_LEADS_CREATE_USERS = True
+    assert 'name="password"' in lead_client.get(url("members", project)).content.decode()
+    lead_client.post(url("members", project), {
+        "username": "newbie", "role": "annotator", "password": "a-long-fresh-passphrase"})
+    assert Membership.objects.get(project=project, user__username="newbie").role == "annotator"
+
+
+@pytest.mark.parametrize("typed", ["ａｄｍｉｎ", "  admin ", "ａdmin"])
+def test_a_look_alike_name_finds_the_existing_account(lead_client, lead, project,
+                                                      django_user_model, typed):
+    """NFKC folds full-width letters: the existing account is added, none is created, and
+    nothing crashes on the unique username (even for staff giving a password)."""
+    admin = django_user_model.objects.create_user(username="admin", password="x" * 20)
+    lead.is_staff = True
+    lead.save()
+    response = lead_client.post(url("members", project), {
+        "username": typed, "role": "viewer", "password": "a-long-fresh-passphrase"})
+    assert response.status_code == 302
+    assert Membership.objects.get(project=project, user=admin).role == "viewer"
+    assert django_user_model.objects.filter(username__icontains="dmin").count() == 1
+
+
+@pytest.mark.parametrize("typed", ["ad\u200bmin", "\u200badmin", "ad\u2060min",
+                                   "new\u200dbie", "\u3164", "new\ufeffbie", "bad name",
+                                   "semi;colon", ""])
+def test_invisible_or_invalid_characters_are_refused(lead_client, lead, project,
+                                                     django_user_model, typed):
+    lead.is_staff = True
+    lead.save()
+    before = django_user_model.objects.count()
+    response = lead_client.post(url("members", project), {
+        "username": typed, "role": "viewer", "password": "a-long-fresh-passphrase"})
+    assert response.status_code == 200
+    assert response.context["form"].errors["username"]
+    assert django_user_model.objects.count() == before
+
+
+def test_a_name_differing_only_in_case_is_not_a_new_account(lead_client, lead, project,
+                                                            django_user_model):
+    django_user_model.objects.create_user(username="admin", password="x" * 20)
+    lead.is_staff = True
+    lead.save()
+    response = lead_client.post(url("members", project), {
+        "username": "Admin", "role": "viewer", "password": "a-long-fresh-passphrase"})
+    assert response.status_code == 200 and response.context["form"].errors["username"]
+    assert not django_user_model.objects.filter(username="Admin").exists()
+
+
+def test_weak_password_for_a_new_account_is_refused(lead_client, lead, project,
+                                                    django_user_model):
+    lead.is_staff = True
+    lead.save()
     response = lead_client.post(
         url("members", project), {"username": "ghost", "role": "viewer", "password": "abc"}
     )
@@ -539,6 +649,32 @@ def test_malformed_import_names_the_line_and_creates_nothing(lead_client, projec
     assert project.documents.count() == 0
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("export.json", "[\n" + "[" * 100_000 + "\n]", "nested too deeply"),
+        ("export.json", json.dumps([{"data": {"text": "a"}, "annotations": [
+            {"result": [{"type": "choices", "value": "sport"}]}]}]),
+         "&#x27;value&#x27; must be an object"),
+        ("docs.jsonl", '{"text": "a"}\n{"text": "b", "n": ' + "9" * 5000 + "}\n",
+         "more than 4300 digits"),
+    ],
+    ids=["nested", "ls-value", "huge-integer"],
+)
+def test_malformed_json_upload_is_an_import_error_not_a_server_error(
+    lead_client, project, name, content, message
+):
+    response = lead_client.post(
+        url("import", project),
+        {"file": upload(name, content), "fmt": "auto", "text_field": "text",
+         "label_field": "label"},
+    )
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "Line " in page and message in page and "nothing was imported" in page
+    assert project.documents.count() == 0
+
+
 def test_import_with_an_unknown_label_creates_nothing(lead_client, project):
     content = '{"text": "a", "label": "sport"}\n{"text": "b", "label": "weather"}\n'
     response = lead_client.post(
@@ -638,11 +774,22 @@ def test_export_csv_downloads_the_labelled_documents(lead_client, export_project
     response = lead_client.get(url("export", export_project, fmt="csv"))
     assert response.status_code == 200
     assert ".csv" in response["Content-Disposition"]
-    text = content_of(response).decode("utf-8-sig")
+    text = content_of(response).decode("utf-8")
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [(r["text"], r["label"]) for r in rows] == [
         (documents[0].text, "sport"), (documents[1].text, "tech")
     ]
+
+
+def test_export_csv_download_neutralises_formulas_without_a_byte_order_mark(
+    lead_client, export_project, documents
+):
+    Document.objects.filter(pk=documents[0].pk).update(text="=HYPERLINK(\"http://x\")")
+    response = lead_client.get(url("export", export_project, fmt="csv"))
+    data = content_of(response)
+    assert data.startswith(b"id,")
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+    assert rows[0]["text"] == "'=HYPERLINK(\"http://x\")"
 
 
 def test_export_hf_is_a_zip_that_load_from_disk_reads(

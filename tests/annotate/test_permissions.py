@@ -23,6 +23,7 @@ ACCESS: dict[str, set[str] | None] = {
     "home": None,
     "project_create": None,
     "annotate": ANNOTATORS,
+    "annotate_next": ANNOTATORS,
     "annotate_submit": ANNOTATORS,
     "annotate_skip": ANNOTATORS,
     "annotate_undo": ANNOTATORS,

@@ -148,6 +148,26 @@ def test_undo_takes_back_the_last_answer_and_hands_the_document_back(
     assert services.assignment_next(user=annotator, project=project).pk == first.pk
 
 
+def test_submit_refuses_a_document_never_handed_to_the_user(project, annotator, documents):
+    held = services.assignment_next(user=annotator, project=project)
+    other = next(d for d in documents if d.pk != held.pk)
+    with pytest.raises(services.QueueError, match="not handed to you"):
+        services.annotation_submit(user=annotator, project=project, document_id=other.pk,
+                                   label_ids=[label_id(project, "tech")])
+    other.refresh_from_db()
+    assert other.slots_taken == 0 and other.n_annotations == 0
+    assert not Annotation.objects.exists()
+
+
+def test_submit_refuses_a_document_the_user_skipped(project, annotator, documents):
+    document = services.assignment_next(user=annotator, project=project)
+    services.assignment_skip(user=annotator, project=project, document_id=document.pk)
+    with pytest.raises(services.QueueError, match="not handed to you"):
+        services.annotation_submit(user=annotator, project=project, document_id=document.pk,
+                                   label_ids=[label_id(project, "tech")])
+    assert not Annotation.objects.exists()
+
+
 def test_undo_with_nothing_to_undo_returns_none(project, annotator):
     assert services.annotation_undo(user=annotator, project=project) is None
 

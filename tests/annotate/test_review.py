@@ -9,8 +9,8 @@ from django.urls import reverse
 from annotate import selectors, services
 from annotate.models import Adjudication, Document, Flag, Membership, Project, text_hash
 from learner.models import Prediction, Round
-from tests.conftest import make_user
-from tests.learner.ml.conftest import tiny_model_dir  # noqa: F401 - shared fixture
+from tests.conftest import hand_out, make_user
+from tests.learner.conftest import tiny_model_dir, tiny_model_name  # noqa: F401 - shared
 from tests.learner.test_pipeline import labelled_project  # noqa: F401 - shared fixture
 
 HTMX = {"HX-Request": "true"}
@@ -43,6 +43,7 @@ def doc(project: Project, text: str, final: list[int] | None = None, **fields: o
 
 
 def answer(user, project: Project, document: Document, name: str) -> None:  # type: ignore[no-untyped-def]
+    hand_out(user, document)
     services.annotation_submit(user=user, project=project, document_id=document.pk,
                                label_ids=[lid(project, name)])
 

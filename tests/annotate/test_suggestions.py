@@ -32,6 +32,7 @@ def suggestions(project, on: bool, threshold: float = 0.6) -> None:  # type: ign
 
 def page(client, project, user) -> str:  # type: ignore[no-untyped-def]
     client.force_login(user)
+    client.post(reverse("annotate:annotate_next", args=[project.pk]))  # Start
     response = client.get(reverse("annotate:annotate", args=[project.pk]))
     assert response.status_code == 200
     return response.content.decode()

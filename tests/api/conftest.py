@@ -9,10 +9,12 @@ import random
 import pytest
 from rest_framework.test import APIClient
 
+from tests.learner import conftest as learner_conftest
 from tests.learner.ml import conftest as ml_conftest
 
 # The tiny random BERT of the ML tests, shared (a session fixture, built once).
 tiny_model_dir = ml_conftest.tiny_model_dir
+tiny_model_name = learner_conftest.tiny_model_name
 
 WORDS = {
     "business": ["market", "shares", "profit", "bank", "economy", "trade"],
@@ -76,13 +78,13 @@ def fill_labelled(project, n: int = 60, labelled: int = 42, multi: bool = False)
     services.holdout_reserve(project=project, fraction=0.3)
 
 
-def train_round(project, model_dir):  # type: ignore[no-untyped-def]
+def train_round(project, model_name: str):  # type: ignore[no-untyped-def]
     from learner import services
     from learner.models import LearnerSettings, Round
     from learner.worker import Worker
 
     LearnerSettings.objects.update_or_create(project=project, defaults=dict(
-        model_name=str(model_dir), epochs=2, max_length=32, batch_size=8))
+        model_name=model_name, epochs=2, max_length=32, batch_size=8))
     services.round_request(project=project)
     assert Worker(name="test").run_once() is True
     done = Round.objects.filter(project=project).order_by("-number").first()
@@ -91,11 +93,11 @@ def train_round(project, model_dir):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def trained_round(project, tiny_model_dir, settings, tmp_path):  # type: ignore[no-untyped-def]
+def trained_round(project, tiny_model_name, settings, tmp_path):  # type: ignore[no-untyped-def]
     settings.LABELWISE_ARTIFACT_DIR = tmp_path / "artifacts"
     settings.DATA_DIR = tmp_path
     fill_labelled(project)
-    return train_round(project, tiny_model_dir)
+    return train_round(project, tiny_model_name)
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,7 @@ import pytest
 from annotate.models import Annotation, Document, Membership
 from learner.models import Round
 from tests.api.conftest import fill_labelled
+from tests.conftest import hand_out
 
 
 def url(project, rest: str = "") -> str:  # type: ignore[no-untyped-def]
@@ -271,6 +272,8 @@ def test_review_queue_lists_disagreements(clients, project, documents, lead):
                                       text_direction="ltr")
     annotator = Membership.objects.get(project=project, role="annotator").user
     doc = documents[3]
+    hand_out(lead, doc)
+    hand_out(annotator, doc)
     services.annotation_submit(user=lead, project=project, document_id=doc.pk,
                                label_ids=[project.labels.get(name="sport").pk])
     services.annotation_submit(user=annotator, project=project, document_id=doc.pk,

@@ -5,6 +5,7 @@ keep it to seconds; the point is coverage of every operation, not a long fuzz.""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -35,6 +36,55 @@ def test_the_schema_is_served_and_valid(client, db):
         assert not re.findall(r"https?://", html), page
         for asset in re.findall(r'(?:src|href)="(/static/[^"]+)"', html):
             assert client.get(asset).status_code == 200, asset
+
+
+def served_schema(client) -> dict:  # type: ignore[no-untyped-def]
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    return response.json()
+
+
+def operations(schema: dict):  # type: ignore[no-untyped-def]
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            yield path, method, operation
+
+
+def test_path_parameters_are_the_ones_in_the_path(client, db):
+    """Each operation declares exactly the parameters its path names, all required: a
+    client generated from the schema must be able to build every URL."""
+    for path, method, operation in operations(served_schema(client)):
+        named = set(re.findall(r"{(\w+)}", path))
+        declared = [p for p in operation.get("parameters", []) if p["in"] == "path"]
+        assert {p["name"] for p in declared} == named, (method, path)
+        assert all(p.get("required") for p in declared), (method, path)
+
+
+def test_every_operation_has_a_summary(client, db):
+    summaries = {}
+    for path, method, operation in operations(served_schema(client)):
+        summary = operation.get("summary", "")
+        assert summary.strip(), (method, path)
+        summaries.setdefault(summary, []).append(f"{method} {path}")
+    assert all(len(ops) == 1 for ops in summaries.values()), summaries
+
+
+def _is_list(schema: dict, response: dict) -> bool:
+    body = next(iter(response.get("content", {}).values()), {}).get("schema", {})
+    if "$ref" in body:
+        body = schema["components"]["schemas"][body["$ref"].rsplit("/", 1)[-1]]
+    return body.get("type") == "array" or "results" in body.get("properties", {})
+
+
+def test_list_endpoints_document_bad_requests_and_missing_credentials(client, db):
+    schema = served_schema(client)
+    lists = [(path, operation) for path, method, operation in operations(schema)
+             if method == "get" and _is_list(schema, operation["responses"].get("200", {}))]
+    assert len(lists) >= 8
+    for path, operation in lists:
+        for code in ("400", "401"):
+            assert code in operation["responses"], (path, code)
+            assert "#/components/schemas/Error" in json.dumps(operation["responses"][code])
 
 
 @pytest.fixture

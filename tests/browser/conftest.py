@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.learner.conftest import tiny_model_name  # noqa: F401 - shared fixture
 from tests.learner.ml.conftest import tiny_model_dir  # noqa: F401 - shared fixture
 
 CHROMIUM = os.environ.get("LABELWISE_CHROMIUM", "/usr/bin/chromium")

@@ -9,6 +9,7 @@ import time
 
 import pytest
 from django.db import connection
+from playwright.sync_api import expect
 
 from learner import services
 from learner.models import Round
@@ -42,9 +43,9 @@ def one_torch_thread():  # type: ignore[no-untyped-def]
 
 
 def test_lead_presses_train_now_and_sees_progress_then_a_new_curve_point(
-    page, live_server, project, lead, tiny_model_dir, one_torch_thread
+    page, live_server, project, lead, tiny_model_name, one_torch_thread
 ):  # type: ignore[no-untyped-def]
-    trainable_project(project, tiny_model_dir)
+    trainable_project(project, tiny_model_name)
     services.round_request(project=project)  # a first round, so the curve already has a point
     assert Worker(name="setup").run_once()
     assert Round.objects.get(number=1).status == "done"
@@ -86,9 +87,7 @@ def test_lead_presses_train_now_and_sees_progress_then_a_new_curve_point(
 
         page.wait_for_selector("#round-progress[data-status=done]", timeout=90_000)
         # The finished poll fires an event on which the curve reloads itself.
-        page.wait_for_function(
-            f"document.querySelectorAll('{CURVE_POINTS}').length === 2", timeout=15_000
-        )
+        expect(page.locator(CURVE_POINTS)).to_have_count(2, timeout=15_000)
         assert page.locator("#round-results h2").inner_text() == "Round 2 on the holdout"
         assert page.locator("#train-now").is_visible()
     finally:

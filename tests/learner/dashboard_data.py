@@ -4,7 +4,6 @@ train on, and a way to add more labels between rounds."""
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 from annotate import services as annotate_services
 from annotate.models import Document, Project, text_hash
@@ -17,11 +16,12 @@ WORDS = {
 }
 
 
-def trainable_project(project: Project, model_dir: Path, *, documents: int = 60,
+def trainable_project(project: Project, model_name: str, *, documents: int = 60,
                       labelled: int = 30) -> Project:
     """Adds `documents` texts to the project, the first `labelled` with a final label, puts
     a third of the labelled ones in the holdout, and points the learner at the tiny model
-    (no automatic triggers, so only Train now starts rounds)."""
+    (`model_name`, its folder's name in the models directory; no automatic triggers, so
+    only Train now starts rounds)."""
     rng = random.Random(3)
     label_ids = {label.name: label.pk for label in project.labels.all()}
     docs = []
@@ -38,7 +38,7 @@ def trainable_project(project: Project, model_dir: Path, *, documents: int = 60,
     annotate_services.holdout_reserve(project=project, fraction=0.33)
     LearnerSettings.objects.update_or_create(
         project=project,
-        defaults={"model_name": str(model_dir), "epochs": 1, "max_length": 32,
+        defaults={"model_name": model_name, "epochs": 1, "max_length": 32,
                   "batch_size": 8, "train_every_labels": 0, "train_every_minutes": 0},
     )
     return project

@@ -19,9 +19,9 @@ from tests.learner.dashboard_data import label_more, trainable_project
 
 
 @pytest.fixture
-def trainable(project, tiny_model_dir, settings, tmp_path):  # type: ignore[no-untyped-def]
+def trainable(project, tiny_model_name, settings, tmp_path):  # type: ignore[no-untyped-def]
     settings.LABELWISE_ARTIFACT_DIR = tmp_path / "artifacts"
-    return trainable_project(project, tiny_model_dir)
+    return trainable_project(project, tiny_model_name)
 
 
 def test_an_adaptation_job_trains_the_encoder_on_the_pool_and_rounds_can_use_it(

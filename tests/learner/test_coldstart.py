@@ -18,7 +18,7 @@ TOPICS = [
 
 
 def test_cold_start_orders_the_first_queue_and_feeds_the_refresh(
-    project, annotator, tiny_model_dir
+    project, annotator, tiny_model_name
 ):
     rng = random.Random(5)
     Document.objects.bulk_create(
@@ -27,7 +27,7 @@ def test_cold_start_orders_the_first_queue_and_feeds_the_refresh(
             rand=rng.random())
         for i in range(60)
     )
-    LearnerSettings.objects.create(project=project, model_name=str(tiny_model_dir),
+    LearnerSettings.objects.create(project=project, model_name=tiny_model_name,
                                    max_length=32, train_every_labels=0, random_share=0.0)
 
     assert Worker(name="test").run_once() is True

@@ -201,9 +201,9 @@ def test_an_open_dashboard_reloads_its_results_when_a_round_finishes_and_another
 
 
 def test_dashboard_shows_a_curve_point_per_done_round(
-    client, project, lead, tiny_model_dir
+    client, project, lead, tiny_model_name
 ):  # type: ignore[no-untyped-def]
-    trainable_project(project, tiny_model_dir)
+    trainable_project(project, tiny_model_name)
     client.force_login(lead)
     empty = client.get(_url("dashboard", project)).content.decode()
     assert "No evaluated round yet" in empty
@@ -257,14 +257,17 @@ def test_failed_round_page_shows_the_error_and_a_collapsed_traceback(
 
 
 def test_settings_form_saves_and_the_queue_plan_is_recomputed(
-    client, project, lead
+    client, project, lead, settings, tmp_path
 ):  # type: ignore[no-untyped-def]
+    settings.LABELWISE_MODELS_DIR = tmp_path
+    (tmp_path / "minilm").mkdir()
+    (tmp_path / "minilm" / "config.json").write_text("{}")
     client.force_login(lead)
     assert annotate_selectors.queue_plan(project).random_share == 0.0  # cached: no row yet
     page = client.get(_url("settings", project)).content.decode()
     assert 'value="margin"' in page and 'value="badge"' in page
     data = {
-        "model_name": "/models/minilm", "mode": "head", "strategy": "entropy",
+        "model_name": "minilm", "mode": "head", "strategy": "entropy",
         "random_share": "0.25", "max_length": "64", "epochs": "2", "learning_rate": "3e-5",
         "batch_size": "8", "train_every_labels": "20", "train_every_minutes": "30",
         "show_suggestions": "on", "suggestion_threshold": "0.8",
@@ -274,7 +277,7 @@ def test_settings_form_saves_and_the_queue_plan_is_recomputed(
     saved = LearnerSettings.objects.get(project=project)
     assert (saved.mode, saved.strategy, saved.random_share, saved.epochs) == (
         "head", "entropy", 0.25, 2)
-    assert saved.show_suggestions and saved.model_name == "/models/minilm"
+    assert saved.show_suggestions and saved.model_name == "minilm"
     assert annotate_selectors.queue_plan(project).random_share == 0.25
     assert annotate_selectors.queue_plan(project).suggestion_threshold == 0.8
     # Blank epochs: the label count decides (early stopping on validation).

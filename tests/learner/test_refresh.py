@@ -17,6 +17,7 @@ from learner.models import LearnerSettings, Prediction, Round
 from learner.pipeline import artifact_dir, score_pool
 from learner.refresh import refresh_due, refresh_project
 from learner.worker import Worker
+from tests.conftest import hand_out
 from tests.learner.test_pipeline import labelled_project  # noqa: F401 - shared fixture
 
 VOCAB = {
@@ -119,6 +120,7 @@ def test_refresh_rescores_the_pool_and_new_labels_make_a_document_certain(
     assert before[watched.pk] == pytest.approx(max(before.values()))
 
     for document in tech_docs[:4]:
+        hand_out(annotator, document)
         annotate_services.annotation_submit(
             user=annotator, project=project, document_id=document.pk,
             label_ids=[project.labels.get(name="tech").pk],
@@ -163,6 +165,7 @@ def test_the_worker_refreshes_only_when_labels_changed_and_no_round_is_queued(
     run_stub_round(project)
     assert refresh_due() == []  # nothing new since the round read its labels
     doc = Document.objects.filter(project=project, text__startswith="software").first()
+    hand_out(annotator, doc)
     annotate_services.annotation_submit(user=annotator, project=project, document_id=doc.pk,
                                         label_ids=[project.labels.get(name="tech").pk])
     services.round_request(project=project, requested_by=lead)
@@ -206,6 +209,7 @@ def test_refresh_handles_a_multi_label_project(topic_project, annotator):
     done = run_stub_round(project)
     tech = project.labels.get(name="tech").pk
     for document in Document.objects.filter(project=project, text__startswith="software")[:4]:
+        hand_out(annotator, document)
         annotate_services.annotation_submit(user=annotator, project=project,
                                             document_id=document.pk, label_ids=[tech])
     assert refresh_project(project) == 7

@@ -1,4 +1,4 @@
-"""manage.py export_labels PROJECT --format jsonl|csv|hf --out PATH."""
+"""manage.py export_labels PROJECT --format jsonl|csv|hf --out PATH [--csv-raw] [--csv-bom]."""
 
 from __future__ import annotations
 
@@ -30,12 +30,26 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-annotators", action="store_true", help="leave out who labelled what"
         )
+        parser.add_argument(
+            "--csv-raw",
+            action="store_true",
+            help="CSV: write cells as they are; by default a cell that a spreadsheet would "
+            "run as a formula (starting with = + - @, a tab or a carriage return) gets a "
+            "leading single quote",
+        )
+        parser.add_argument(
+            "--csv-bom",
+            action="store_true",
+            help="CSV: start with a UTF-8 byte-order mark, for Excel versions that need one",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         project = project_from(options["project"])
         labelled_only = not options["all"]
         include_annotators = not options["no_annotators"]
         fmt, out = options["format"], options["out"]
+        if fmt != "csv" and (options["csv_raw"] or options["csv_bom"]):
+            raise CommandError("--csv-raw and --csv-bom apply to --format csv only.")
         if fmt == "hf":
             if out == "-":
                 raise CommandError("A Hugging Face dataset is a folder; give --out FOLDER.")
@@ -44,10 +58,18 @@ class Command(BaseCommand):
             )
             self.stdout.write(f"Wrote {folder}")
             return
-        exporter = export_jsonl if fmt == "jsonl" else export_csv
-        lines = exporter(
-            project, labelled_only=labelled_only, include_annotators=include_annotators
-        )
+        if fmt == "jsonl":
+            lines = export_jsonl(
+                project, labelled_only=labelled_only, include_annotators=include_annotators
+            )
+        else:
+            lines = export_csv(
+                project,
+                labelled_only=labelled_only,
+                include_annotators=include_annotators,
+                raw=options["csv_raw"],
+                bom=options["csv_bom"],
+            )
         if out == "-":
             for line in lines:
                 self.stdout.write(line, ending="")

@@ -4,7 +4,6 @@ gradual unfreezing, LoRA and the pooling are read from the model, never from nam
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
