@@ -136,6 +136,7 @@ class RayBackend:
         self.use_gpu = use_gpu
         self.storage_path = storage_path
         self.init_kwargs = dict(init_kwargs or {})
+        self._trained_rungs: list[str] = []  # the rungs the last train() ran on Ray Train
 
     @classmethod
     def from_env(cls, score_config: ScoreConfig | None = None) -> RayBackend:
@@ -224,9 +225,14 @@ class RayBackend:
         """Fit a classifier as ``LocalBackend.train`` does; with ``num_workers > 1`` the
         ``full`` rung trains data-parallel under Ray Train."""
         trainer = self._data_parallel if self.num_workers > 1 else None
-        return TextClassifier(config, labels).fit(
+        self._trained_rungs = []
+        clf = TextClassifier(config, labels).fit(
             texts, y, doc_ids=doc_ids, progress=progress, encoder_trainer=trainer,
             warm_start=warm_start)
+        if clf.metrics_["ladder"]["pick"] in self._trained_rungs:
+            # The kept model came from the Ray Train workers, not from this process.
+            clf.metrics_["device"] = f"ray x{self.num_workers}"
+        return clf
 
     def _data_parallel(
         self,
@@ -269,6 +275,7 @@ class RayBackend:
         model.load_state_dict(state)
         model.eval()
         report("train", 1, 1)
+        self._trained_rungs.append(rung)
         return model, list((result.metrics or {}).get("history", []))
 
 

@@ -114,7 +114,10 @@ def test_torch_trainer_fits_on_two_workers_and_saves_a_loadable_artifact(
                          learning_rate=3e-3, head_learning_rate=3e-3)
     backend = RayBackend(num_workers=2, storage_path=str(tmp_path / "ray-results"))
     clf = backend.train(config, ["pos", "neg", "neutral"], texts, labels)
-    assert clf.metrics_["device"] == "ray x2" and clf.metrics_["n_validation"] == 6
+    assert clf.metrics_["device"] == "ray x2"
+    # The same stable hash split as a local fit: every text is in exactly one part.
+    assert clf.metrics_["n_validation"] > 0
+    assert clf.metrics_["n_train"] + clf.metrics_["n_validation"] == len(texts)
     # Early stopping: the run ends at the first epoch that is `patience` epochs past the
     # best (macro-F1, then loss), or after all epochs; the best epoch's weights come back.
     history = clf.metrics_["history"]
