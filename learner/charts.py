@@ -111,6 +111,12 @@ def _text(x: float, y: float, text: str, *, anchor: str = "middle", extra: str =
     )
 
 
+# Label names in a heatmap: written whole up to this many characters; the width of one
+# character at the charts' 12px font, generously (an SVG cannot measure its own text).
+LABEL_CHARS = 40
+CHAR_W = 7.2
+
+
 def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: max(limit - 1, 1)] + "…"
 
@@ -272,13 +278,23 @@ def heatmap(
     diagonal reads as per-class recall whatever the class sizes), count written inside."""
     k_rows, k_cols = len(row_labels), len(col_labels)
     cell = max(min(max_cell, 480 // max(k_cols, 1)), 18)
-    left, top = 120, 74
+    # The margins grow with the names, so names are written whole; only a name longer than
+    # LABEL_CHARS is shortened, and every name is whole in its <title> (the tooltip).
+    row_names = [_short(name, LABEL_CHARS) for name in row_labels]
+    col_names = [_short(name, LABEL_CHARS) for name in col_labels]
+    row_w = max((len(name) for name in row_names), default=0) * CHAR_W
+    col_w = max((len(name) for name in col_names), default=0) * CHAR_W
+    left = max(60, row_w + 16)
+    # Column names are turned 40 degrees: they rise by sin(40°) of their length and lean
+    # right by cos(40°), past the grid's edge for the last columns.
+    top = max(40, col_w * 0.65 + 16)
+    overhang = max(24, col_w * 0.77 - cell / 2 + 8)
     body = []
     for j, name in enumerate(col_labels):
         cx = left + j * cell + cell / 2
         body.append(
             f'<g class="col-label"><title>{escape(name)}</title>'
-            + _text(cx, top - 8, _short(name, 12), anchor="start",
+            + _text(cx, top - 8, col_names[j], anchor="start",
                     extra=f' transform="rotate(-40 {num(cx)} {num(top - 8)})"')
             + "</g>"
         )
@@ -288,7 +304,7 @@ def heatmap(
         y = top + i * cell
         body.append(
             f'<g class="row-label"><title>{escape(name)}</title>'
-            + _text(left - 8, y + cell / 2 + 4, _short(name, 16), anchor="end")
+            + _text(left - 8, y + cell / 2 + 4, row_names[i], anchor="end")
             + "</g>"
         )
         for j in range(k_cols):
@@ -306,14 +322,14 @@ def heatmap(
                 f"{count}</text></g>"
             )
     grid_w, grid_h = k_cols * cell, k_rows * cell
-    body.append(f'<rect x="{left}" y="{top}" width="{grid_w}" height="{grid_h}" fill="none" '
-                f'stroke="{AXIS}"/>')
+    body.append(f'<rect x="{num(left)}" y="{num(top)}" width="{grid_w}" height="{grid_h}" '
+                f'fill="none" stroke="{AXIS}"/>')
     body.append(_text(left + grid_w / 2, top + grid_h + 20, x_label,
                       extra=' class="axis-label x"'))
     cy = top + grid_h / 2
     body.append(_text(14, cy, y_label,
                       extra=f' class="axis-label y" transform="rotate(-90 14 {num(cy)})"'))
-    return _svg(left + grid_w + 24, top + grid_h + 30, title, body, css="heatmap")
+    return _svg(left + grid_w + overhang, top + grid_h + 30, title, body, css="heatmap")
 
 
 def histogram(

@@ -296,7 +296,7 @@ def round_detail(request: HttpRequest, pk: int, number: int) -> HttpResponse:
         "round": round,
         "eta": duration_text(round.eta_seconds),
         "config": _config_rows(round.config or {}),
-        "timings": sorted((round.timings or {}).items()),
+        "timings": _timing_rows(round.timings or {}),
         "ladder": _ladder_rows(round.fit or {}),
         "calibration": (round.fit or {}).get("calibration") or {},
         **_round_charts(round, labels),
@@ -309,29 +309,62 @@ RUNG_NAMES = {"head": "Linear head (frozen encoder)", "full": "Full fine-tuning"
 # What the round page lists of a round's configuration, in this order, with readable names.
 CONFIG_ROWS = (
     ("mode", "Mode"), ("model_name_or_path", "Base model"), ("max_length", "Max length"),
-    ("epochs", "Epochs (blank: from the label count)"), ("min_steps", "Minimum steps"),
+    ("epochs", "Epochs"), ("min_steps", "Minimum steps"),
     ("max_steps", "Step cap"), ("learning_rate", "Learning rate"),
     ("batch_size", "Batch size"), ("warm_start", "Warm start"), ("seed", "Seed"),
 )
+# What an unset value means, for the settings where unset is itself a choice; any other
+# unset value is left out of the page rather than shown as an empty row.
+CONFIG_BLANKS = {"model_name_or_path": "all-MiniLM-L6-v2 (default)",
+                 "epochs": "from the label count"}
 
 
 def _config_rows(config: dict) -> list[tuple[str, object]]:
     train = config.get("train") or {}
-    rows: list[tuple[str, object]] = [
-        (name, _config_value(key, train.get(key))) for key, name in CONFIG_ROWS if key in train
-    ]
-    rows += [("Strategy", config.get("strategy", "—")),
-             ("Random share", config.get("random_share", "—"))]
-    return rows
+    rows = [(name, _config_value(key, train.get(key))) for key, name in CONFIG_ROWS
+            if key in train]
+    rows += [("Strategy", config.get("strategy")), ("Random share", config.get("random_share"))]
+    return [(name, value) for name, value in rows if value not in (None, "")]
 
 
 def _config_value(key: str, value: object) -> object:
     if value in (None, ""):
-        return "all-MiniLM-L6-v2 (default)" if key == "model_name_or_path" else "—"
+        return CONFIG_BLANKS.get(key)
     if key == "model_name_or_path":
         # The folder's name: where the server keeps its models is not the watchers' business.
         return Path(str(value)).name
     return value
+
+
+# A round's timings (learner.pipeline, coldstart, adaptation write them) as the round page
+# names them, in the order the round does them: keys ending in _s are seconds, the others
+# counts of documents.
+TIMING_NAMES = {
+    "adapt_s": "Adapting the encoder", "train_s": "Training", "evaluate_s": "Holdout evaluation",
+    "save_s": "Saving the model", "score_s": "Scoring", "select_s": "Choosing the next batch",
+    "texts": "Texts adapted on", "scored": "Pool documents scored",
+    "scored_labelled": "Labelled documents scored", "selected": "Documents queued",
+    "picked": "Documents queued (cold start)",
+}
+
+
+def _timing_rows(timings: dict) -> list[tuple[str, str]]:
+    order = list(TIMING_NAMES)
+    keys = sorted(timings, key=lambda k: (order.index(k) if k in order else len(order), k))
+    rows = []
+    for key in keys:
+        value = timings[key]
+        if value in (None, ""):
+            continue
+        # A key this page does not know yet still reads as words, never as an identifier.
+        name = TIMING_NAMES.get(key) or key.removesuffix("_s").replace("_", " ").capitalize()
+        if key.endswith("_s") and isinstance(value, int | float):
+            rows.append((name, f"{value:.1f} s"))
+        elif isinstance(value, int | float):
+            rows.append((name, f"{value:,.0f}"))
+        else:
+            rows.append((name, str(value)))
+    return rows
 
 
 def _ladder_rows(fit: dict) -> list[dict]:

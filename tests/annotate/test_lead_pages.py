@@ -831,3 +831,45 @@ def test_htmx_document_filter_returns_only_the_table(lead_client, project, varie
     page = response.content.decode()
     assert "<html" not in page and 'id="document-table"' in page
     assert varied_documents[3].text in page and varied_documents[4].text not in page
+
+
+def test_documents_table_has_a_named_header_for_every_column(
+    lead_client, project, documents
+):  # type: ignore[no-untyped-def]
+    import re
+
+    Document.objects.filter(pk=documents[0].pk).update(split=Document.Split.HOLDOUT)
+    page = lead_client.get(url("documents", project)).content.decode()
+    table = page[page.index("<table>"):page.index("</table>")]
+    headers = re.findall(r"<th>(.*?)</th>", table)
+    assert headers and all(h.strip() for h in headers), headers
+    rows = re.findall(r"<tr>\s*(<td.*?)</tr>", table, flags=re.S)
+    assert len(rows) == len(documents)
+    assert all(len(re.findall(r"<td[ >]", row)) == len(headers) for row in rows)
+
+
+@pytest.mark.parametrize("page", ["annotate:project", "annotate:project_settings",
+                                  "learner:dashboard", "learner:rounds", "learner:settings"])
+def test_project_pages_have_one_settings_link_reaching_both_settings_pages(
+    lead_client, project, page
+):  # type: ignore[no-untyped-def]
+    import re
+
+    html = lead_client.get(reverse(page, args=[project.pk])).content.decode()
+    navs = "".join(re.findall(r'<nav class="(?:project|learner)-nav".*?</nav>', html, re.S))
+    assert navs.count(">Settings</a>") == 1
+    if page.endswith("settings"):
+        tabs = html[html.index('class="settings-tabs"'):]
+        tabs = tabs[:tabs.index("</nav>")]
+        assert reverse("annotate:project_settings", args=[project.pk]) in tabs
+        assert reverse("learner:settings", args=[project.pk]) in tabs
+        assert tabs.count('aria-current="page"') == 1
+
+
+def test_task_type_choices_are_a_styled_fieldset(lead_client) -> None:  # type: ignore[no-untyped-def]
+    from django.conf import settings
+
+    page = lead_client.get(reverse("annotate:project_create")).content.decode()
+    assert '<fieldset class="choices">' in page
+    css = (settings.BASE_DIR / "static" / "labelwise" / "app.css").read_text()
+    assert "fieldset.choices {" in css and "fieldset.choices legend {" in css

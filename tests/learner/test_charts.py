@@ -96,3 +96,23 @@ def test_histogram_draws_each_bin_and_checks_its_edges() -> None:
 def test_nice_ticks_are_round_and_cover_the_range(lo: float, hi: float,
                                                   expected: list[float]) -> None:
     assert charts.nice_ticks(lo, hi, 5) == pytest.approx(expected)
+
+
+def test_heatmap_writes_long_label_names_whole() -> None:
+    names = ["entertainment & culture", "international politics", "tech"]
+    matrix = [[3, 1, 0], [0, 4, 1], [1, 0, 5]]
+    root = parse(charts.heatmap(matrix, names, names))
+    for kind in ("row-label", "col-label"):
+        groups = root.findall(f".//svg:g[@class='{kind}']", NS)
+        assert [g.find("svg:text", NS).text for g in groups] == names
+        assert [g.find("svg:title", NS).text for g in groups] == names
+    # The margins made room: the chart is wider than the grid by more than the row names.
+    assert float(root.get("width")) > 3 * 56 + len(names[0]) * 6
+
+
+def test_heatmap_shortens_only_very_long_names_and_keeps_them_in_the_tooltip() -> None:
+    long = "a label name far longer than anything a chart axis should carry whole"
+    root = parse(charts.heatmap([[1, 0], [0, 1]], [long, "b"], [long, "b"]))
+    group = root.find(".//svg:g[@class='row-label']", NS)
+    assert group.find("svg:title", NS).text == long
+    assert group.find("svg:text", NS).text.endswith("…")

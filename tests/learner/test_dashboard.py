@@ -233,11 +233,37 @@ def test_dashboard_shows_a_curve_point_per_done_round(
     assert f'hx-get="{_url("dashboard", project)}"' in html  # else the latest is shown
 
     page = client.get(_url("round", project, 2)).content.decode()
-    for text in ("Precision", "business", "calibration error", "train_s",
+    for text in ("Precision", "business", "calibration error", "Training",
                  rounds[1].data_fingerprint[:10], "version 1"):
         assert text in page, text
+    assert "train_s" not in page and "scored_labelled" not in page
     listing = client.get(_url("rounds", project)).content.decode()
     assert listing.count('class="tag status-done"') == 2
+
+
+def test_round_page_names_its_timings_and_configuration_and_hides_empty_values(
+    client, project, lead
+):  # type: ignore[no-untyped-def]
+    round = services.round_request(project=project)
+    config = {**round.config, "model_name": ""}
+    config["train"] = {**config["train"], "min_steps": None, "epochs": None}
+    Round.objects.filter(pk=round.pk).update(
+        status=Round.Status.DONE, config=config,
+        timings={"train_s": 12.34, "score_s": 1.5, "scored": 1200, "scored_labelled": 40,
+                 "selected": 20, "new_phase_s": 0.25, "empty": None},
+    )
+    client.force_login(lead)
+    page = client.get(_url("round", project, round.number)).content.decode()
+    for raw in ("train_s", "score_s", "scored_labelled", "new_phase_s", "model_name",
+                "min_steps", ">empty<"):
+        assert raw not in page, raw
+    for text in ("Training</th><td class=\"num\">12.3 s", "Labelled documents scored",
+                 "Pool documents scored</th><td class=\"num\">1,200", "New phase",
+                 "Epochs</th><td><code>from the label count", "Base model"):
+        assert text in page, text
+    assert "Minimum steps" not in page  # unset: left out, not an empty row
+    rows = re.findall(r"<tr><th>([^<]*)</th><td[^>]*>(.*?)</td></tr>", page)
+    assert rows and all(value.strip() not in ("", "<code></code>") for _, value in rows)
 
 
 def test_failed_round_page_shows_the_error_and_a_collapsed_traceback(

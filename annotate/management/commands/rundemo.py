@@ -1,9 +1,11 @@
-"""`python manage.py rundemo`: the web app, the learner and the export worker together (what
-`make demo` runs), optionally with simulated annotators labelling the demo project from its
-gold labels."""
+"""`python manage.py rundemo`: the web app (under gunicorn, as in production), the learner and
+the export worker together (what `make demo` runs), optionally with simulated annotators
+labelling the demo project from its gold labels. Quiet by default; `--verbose` logs every
+request and lets transformers print its load reports and progress bars."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -14,8 +16,37 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from annotate.management.commands.demo_setup import DEMO_PROJECT
+from config.console import VERBOSE_ENV, verbose_requested
 
 MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
+
+
+def bind_address(addr: str) -> str:
+    """HOST:PORT for gunicorn from what runserver accepted too: a bare port is localhost's."""
+    return addr if ":" in addr else f"127.0.0.1:{addr}"
+
+
+def web_command(addr: str, *, verbose: bool = False) -> list[str]:
+    """The web app under gunicorn, as docker/Dockerfile runs it, not Django's development
+    server. Static files come from WhiteNoise (straight from static/, no collectstatic).
+    Quiet unless `verbose`: no access log (the dashboard polls every two seconds), and
+    gunicorn's own lines from warnings up."""
+    command = [
+        sys.executable, "-m", "gunicorn", "config.wsgi:application",
+        "--chdir", str(settings.BASE_DIR),
+        "--bind", bind_address(addr),
+        # Two processes of four threads: a slow request (a predictions call, an import)
+        # does not hold up the annotators' pages on a two-core machine.
+        "--workers", os.environ.get("WEB_CONCURRENCY", "2"),
+        "--threads", "4",
+        "--timeout", "60",
+        # Ctrl-C ends the demo in seconds, not gunicorn's default 30.
+        "--graceful-timeout", "5",
+        "--log-level", "info" if verbose else "warning",
+    ]
+    if verbose:
+        command += ["--access-logfile", "-"]
+    return command
 
 
 class Command(BaseCommand):
@@ -27,11 +58,19 @@ class Command(BaseCommand):
                             help="Simulated annotators labelling the demo project (0 = none).")
         parser.add_argument("--pace", type=float, default=2.0,
                             help="Seconds a simulated annotator spends on a short document.")
+        parser.add_argument("--verbose", action="store_true",
+                            help="Log every request and show transformers' load reports and "
+                                 "progress bars (also LABELWISE_VERBOSE=1).")
 
     def handle(self, *args: object, **options: object) -> None:
+        verbose = verbose_requested(bool(options["verbose"]))
+        env = dict(os.environ)
+        if verbose:
+            # The export worker and the annotators read it; the learner gets the flag too.
+            env[VERBOSE_ENV] = "1"
         commands = {
-            "web": [sys.executable, MANAGE, "runserver", str(options["addr"]), "--noreload"],
-            "learner": [sys.executable, MANAGE, "learner"],
+            "web": web_command(str(options["addr"]), verbose=verbose),
+            "learner": [sys.executable, MANAGE, "learner", *(["--verbose"] if verbose else [])],
             # Model exports get their own process: a demo queues a round every few dozen
             # labels, and an export waiting for the learner to be idle waited for ever.
             "exports": [sys.executable, MANAGE, "export_worker"],
@@ -41,9 +80,10 @@ class Command(BaseCommand):
                 sys.executable, MANAGE, "simulate_annotators", DEMO_PROJECT,
                 "--annotators", str(options["simulate"]), "--pace", str(options["pace"]),
             ]
-        processes = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}
+        processes = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
+        url = f"http://{bind_address(str(options['addr']))}/"
         self.stdout.write(self.style.SUCCESS(
-            f"Labelwise: http://{options['addr']}/  ({', '.join(processes)} running; "
+            f"Labelwise: {url}  ({', '.join(processes)} running; "
             "Ctrl-C stops everything)"
         ))
         stopping = False

@@ -10,6 +10,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from config.console import console_configure, verbose_requested
 from learner.worker import Worker
 
 
@@ -23,8 +24,12 @@ class Command(BaseCommand):
                             help="Seconds between looks at the queue when idle.")
         parser.add_argument("--heartbeat-timeout", type=float, default=120.0,
                             help="Seconds without a heartbeat before a round is presumed lost.")
+        parser.add_argument("--verbose", action="store_true",
+                            help="Show transformers' load reports, warnings and progress bars "
+                                 "(also LABELWISE_VERBOSE=1); quiet by default.")
 
     def handle(self, *args: object, **options: object) -> None:
+        console_configure(verbose=verbose_requested(bool(options["verbose"])))
         if settings.LABELWISE_LEARNER_NICE and hasattr(os, "nice"):
             # Before any thread or Ray worker starts: they inherit it.
             os.nice(min(19, settings.LABELWISE_LEARNER_NICE))

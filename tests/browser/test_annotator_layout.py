@@ -1,0 +1,29 @@
+"""The annotator's page layout in real headless Chromium."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.test_annotator_keyboard import log_in, start
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_hiding_the_guidelines_gives_their_column_to_the_text(
+    page, live_server, project, annotator, documents
+):  # type: ignore[no-untyped-def]
+    log_in(page, live_server, "annotator")
+    page.goto(f"{live_server.url}/p/{project.pk}/annotate/")
+    start(page)
+    layout = page.locator(".annotate")
+    item = page.locator("#item")
+    with_panel = item.bounding_box()["width"]
+    page.keyboard.press("g")
+    expect(page.locator("#side-panel")).to_be_hidden()
+    full = layout.bounding_box()["width"]
+    # The text's card spans the whole layout, not the width left beside an empty column.
+    assert item.bounding_box()["width"] >= full - 1
+    assert with_panel < full - 300
+    page.keyboard.press("g")
+    expect(page.locator("#side-panel")).to_be_visible()
