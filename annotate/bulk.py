@@ -18,7 +18,7 @@ from django.db import connection
 from django.db.models import Field, Model
 
 __all__ = ["ANALYZE_AFTER_ROWS", "db_value", "row_insert_unless_conflict", "rows_insert",
-           "table_analyze"]
+           "rows_insert_select", "table_analyze"]
 
 # A bulk write this large refreshes the table's planner statistics (table_analyze).
 ANALYZE_AFTER_ROWS = 5000
@@ -91,6 +91,33 @@ def rows_insert(
             placeholders = ", ".join(["%s"] * len(fields))
             cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({placeholders})",
                                full_rows)
+
+
+def rows_insert_select(
+    template: Model, columns: dict[str, str], source: str, params: Sequence[Any]
+) -> int:
+    """INSERT ... SELECT: one row of `template`'s table per row that `source` (the SQL
+    after SELECT's column list: FROM, WHERE, taking `params`) yields, with the values of
+    `columns` (attname -> SQL expression over `source`); every other concrete column takes
+    `template`'s value, as in `rows_insert`. Returns the number of rows inserted."""
+    fields, table, names = _columns(template)
+    unknown = set(columns) - {f.attname for f in fields}
+    if unknown:
+        raise ValueError(f"{template._meta.label} has no column(s) {sorted(unknown)}")
+    select, constants = [], []
+    for f in fields:
+        if f.attname in columns:
+            select.append(columns[f.attname])
+        else:
+            # PostgreSQL types a SELECT's bare parameter as text, which a jsonb or
+            # timestamp column refuses; SQLite's CAST would apply type affinity instead.
+            cast = connection.vendor == "postgresql"
+            select.append(f"CAST(%s AS {f.db_type(connection)})" if cast else "%s")
+            constants.append(_prepared(f, template))
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {table} ({names}) SELECT {', '.join(select)} {source}",
+                       [*constants, *params])
+        return cursor.rowcount
 
 
 def table_analyze(*models: type[Model]) -> None:

@@ -35,7 +35,6 @@ from annotate.access import LEAD, may_create_accounts, project_view
 from annotate.io import exporters
 from annotate.io.importer import FORMAT_CHOICES, DocumentImportError, documents_import
 from annotate.models import GuidelineVersion, Label, Membership, Project
-from annotate.views import render_guidelines
 
 DOCUMENT_VIEWERS = (Membership.Role.LEAD, Membership.Role.VIEWER)
 DOCUMENTS_PER_PAGE = 50
@@ -396,7 +395,7 @@ def guidelines(request: HttpRequest, pk: int) -> HttpResponse:
             "project": project,
             "membership": request.membership,  # type: ignore[attr-defined]
             "current": current,
-            "current_html": render_guidelines(current),
+            "current_html": current.html if current else "",
             "history": selectors.guideline_history(project=project),
         },
     )
@@ -418,17 +417,21 @@ def guideline_edit(request: HttpRequest, pk: int) -> HttpResponse:
     current = selectors.guideline_current(project)
     form = GuidelineForm(request.POST or None, initial={"text": current.text if current else ""})
     if request.method == "POST" and form.is_valid():
-        saved = services.guideline_update(
-            project=project,
-            text=form.cleaned_data["text"],
-            user=request.user,
-            note=form.cleaned_data["note"],
-        )
-        if current is not None and saved.pk == current.pk:
-            messages.info(request, "The text is unchanged: no new version was made.")
-            return redirect("annotate:guidelines", pk=pk)
-        messages.success(request, f"Saved as version {saved.version}.")
-        return redirect("annotate:guideline_version", pk=pk, version=saved.version)
+        try:
+            saved = services.guideline_update(
+                project=project,
+                text=form.cleaned_data["text"],
+                user=request.user,
+                note=form.cleaned_data["note"],
+            )
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            if current is not None and saved.pk == current.pk:
+                messages.info(request, "The text is unchanged: no new version was made.")
+                return redirect("annotate:guidelines", pk=pk)
+            messages.success(request, f"Saved as version {saved.version}.")
+            return redirect("annotate:guideline_version", pk=pk, version=saved.version)
     return render(
         request,
         "annotate/guideline_edit.html",
@@ -466,7 +469,7 @@ def guideline_version(request: HttpRequest, pk: int, version: int) -> HttpRespon
         {
             "project": project,
             "shown": shown,
-            "shown_html": render_guidelines(shown),
+            "shown_html": shown.html,
             "previous": previous,
             "diff": _diff_rows(selectors.guideline_diff(previous, shown)),
         },

@@ -8,9 +8,12 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from typing import Any
 
 from django.conf import settings
 from django.db import models
+
+from annotate.markup import render_markdown
 
 _WHITESPACE = re.compile(r"\s+")
 
@@ -125,6 +128,8 @@ class GuidelineVersion(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="guidelines")
     version = models.PositiveIntegerField()
     text = models.TextField(blank=True)
+    # `text` rendered and sanitised (annotate.markup), stored so that pages never render.
+    html = models.TextField(blank=True, editable=False)
     note = models.CharField(max_length=300, blank=True, help_text="What changed and why.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
@@ -139,6 +144,53 @@ class GuidelineVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project} guidelines v{self.version}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Here rather than in the service: the HTML must follow the text whoever writes
+        # the row (the service, the admin, a shell), or the pages would show stale rules.
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or "text" in update_fields:
+            self.html = render_markdown(self.text)
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "html"}
+        super().save(*args, **kwargs)
+
+
+class DocumentImport(models.Model):
+    """One import of a file into a project, while it runs and after.
+
+    An import writes its documents in short transactions (so annotators keep writing
+    meanwhile) and they stay hidden until it finishes: `Document.objects` leaves out the
+    documents of any import that is not DONE, so turning this one row to DONE shows them
+    all at once, and a failed import shows none before its rows are deleted."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Touched by every batch: a RUNNING import silent for long is one whose process died.
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Import {self.pk} into project {self.project_id} ({self.status})"
+
+
+class VisibleDocumentManager(models.Manager["Document"]):
+    """Documents of finished imports only (and those written by other means). Every read
+    and write of documents goes through it but the importer's own, which uses
+    `Document.all_objects`; related rows (answers, predictions) only ever point at
+    visible documents, since they are written through this manager's results."""
+
+    def get_queryset(self) -> models.QuerySet[Document]:
+        unfinished = DocumentImport.objects.exclude(status=DocumentImport.Status.DONE)
+        return super().get_queryset().exclude(import_job__in=unfinished.values("pk"))
 
 
 class Document(models.Model):
@@ -163,6 +215,15 @@ class Document(models.Model):
     # adjudicates; a list of Label ids (one for single-label projects). Null = not final.
     final_labels = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The import that wrote the document (null: written otherwise); hidden until it is done.
+    import_job = models.ForeignKey(
+        DocumentImport, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+
+    # The first manager is the default one: related managers (project.documents) and the
+    # admin see visible documents only too.
+    objects = VisibleDocumentManager()
+    all_objects: models.Manager[Document] = models.Manager()
 
     class Meta:
         ordering = ["id"]

@@ -69,6 +69,7 @@ def project_create(
         raise ValidationError({"task_type": f"Unknown task type {task_type!r}."})
     if overlap < 1:
         raise ValidationError({"overlap": "Each document needs at least one annotator."})
+    _check_guideline_size(guidelines, field="guidelines")
     project = Project.objects.create(
         name=name,
         description=description,
@@ -259,11 +260,24 @@ def membership_remove(*, membership: Membership) -> None:
         _release(assignment)
 
 
+def _check_guideline_size(text: str, *, field: str) -> None:
+    # Every annotator page shows the current version: a bound keeps the page (and the one
+    # render per version) small. The stored HTML is what pages read, not the Markdown.
+    most = settings.LABELWISE_GUIDELINE_MAX_CHARS
+    if len(text) > most:
+        raise ValidationError({field: (
+            f"The guidelines are {len(text):,} characters long; at most {most:,} are "
+            "allowed (LABELWISE_GUIDELINE_MAX_CHARS). Link to longer material instead."
+        )}, code="too_long")
+
+
 @transaction.atomic
 def guideline_update(
     *, project: Project, text: str, user: AbstractBaseUser, note: str = ""
 ) -> GuidelineVersion:
-    """Saves the guidelines as a new version; an edit never rewrites an older version."""
+    """Saves the guidelines as a new version; an edit never rewrites an older version.
+    Raises ValidationError on `text` past LABELWISE_GUIDELINE_MAX_CHARS."""
+    _check_guideline_size(text, field="text")
     # Lock the project row so two leads saving at once get versions n+1 and n+2.
     Project.objects.select_for_update().get(pk=project.pk)
     current = selectors.guideline_current(project)

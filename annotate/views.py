@@ -13,8 +13,6 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-import markdown
-import nh3
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection
@@ -24,7 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from annotate import selectors, services
 from annotate.access import ANNOTATORS, project_view
-from annotate.models import Document, GuidelineVersion
+from annotate.models import Document
 
 log = logging.getLogger("annotate")
 
@@ -69,14 +67,6 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "annotate/home.html", {"memberships": memberships})
 
 
-def render_guidelines(version: GuidelineVersion | None) -> str:
-    """Guidelines Markdown as sanitised HTML (leads may paste raw HTML into Markdown)."""
-    if version is None or not version.text.strip():
-        return ""
-    html = markdown.markdown(version.text, extensions=["extra", "sane_lists"])
-    return nh3.clean(html)
-
-
 def _item_context(request: HttpRequest, document: Document | None, **extra: object) -> dict:
     project = request.project  # type: ignore[attr-defined]
     labels = selectors.labels_of(project)
@@ -118,7 +108,8 @@ def annotate_page(request: HttpRequest, pk: int) -> HttpResponse:
         request,
         held.document if held else None,
         guideline=guideline,
-        guideline_html=render_guidelines(guideline),
+        # Rendered when the version was saved (GuidelineVersion.html), never here.
+        guideline_html=guideline.html if guideline else "",
     )
 
 

@@ -4,6 +4,8 @@ reaches these Django views."""
 
 from __future__ import annotations
 
+import math
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -17,6 +19,7 @@ from django.views.decorators.http import require_POST
 from annotate.access import LEAD, project_view
 from api.authentication import MAX_DAYS, token_create, token_revoke
 from api.models import ApiToken, ExportJob
+from api.throttles import TokenCreateThrottle
 from learner import selectors as learner_selectors
 from learner.export import export_job_request
 
@@ -34,17 +37,26 @@ class TokenForm(forms.Form):
 def tokens_page(request: HttpRequest) -> HttpResponse:
     new_key = None
     form = TokenForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    # The API's key creation and this page share one per-user count (api.throttles).
+    throttle = TokenCreateThrottle()
+    wait = 0
+    if request.method == "POST" and not throttle.allow_request(request, None):
+        wait = math.ceil(throttle.wait() or 1)
+        form.add_error(None, f"You have created too many keys lately; try again in {wait} s.")
+    elif request.method == "POST" and form.is_valid():
         values = form.cleaned_data
         _token, new_key = token_create(user=request.user, name=values["name"],
                                        read_only=values["read_only"], days=values["days"])
         form = TokenForm()
-    return render(request, "api/tokens.html", {
+    response = render(request, "api/tokens.html", {
         "tokens": ApiToken.objects.filter(user=request.user),
         "new_key": new_key,
         "form": form,
         "now": timezone.now(),
-    })
+    }, status=429 if wait else 200)
+    if wait:
+        response["Retry-After"] = str(wait)
+    return response
 
 
 @login_required

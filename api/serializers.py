@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -210,11 +211,27 @@ class RoundDetailSerializer(RoundSerializer):
         read_only_fields = fields
 
 
-class PredictRequestSerializer(serializers.Serializer):
-    texts = serializers.ListField(
-        child=serializers.CharField(max_length=100_000, allow_blank=True, trim_whitespace=False),
-        allow_empty=False, max_length=1024,
+# One text's characters; LABELWISE_PREDICT_MAX_CHARS bounds the request's total.
+PREDICT_TEXT_MAX_CHARS = 100_000
+
+
+def _predict_texts_field() -> serializers.ListField:
+    # Built per serializer from the settings (not once at import), so the schema and the
+    # check both show the limit the server runs with.
+    most = settings.LABELWISE_PREDICT_MAX_TEXTS
+    return serializers.ListField(
+        child=serializers.CharField(max_length=PREDICT_TEXT_MAX_CHARS, allow_blank=True,
+                                    trim_whitespace=False),
+        allow_empty=False, max_length=most,
+        error_messages={"max_length": f"At most {most:,} texts per request (the server's "
+                                      "LABELWISE_PREDICT_MAX_TEXTS); send more in batches."},
+        help_text=f"At most {most:,} texts, each of at most {PREDICT_TEXT_MAX_CHARS:,} "
+                  f"characters and {settings.LABELWISE_PREDICT_MAX_CHARS:,} in all.",
     )
+
+
+class PredictRequestSerializer(serializers.Serializer):
+    texts = serializers.ListField(child=serializers.CharField())  # replaced in get_fields
     round = serializers.IntegerField(
         required=False, allow_null=True, min_value=1, max_value=2**31 - 1,
         help_text="Round number; default: the latest done round.",
@@ -224,6 +241,21 @@ class PredictRequestSerializer(serializers.Serializer):
         help_text="pytorch: the round's own model. onnx / onnx-int8: the round's finished "
                   "export of that format (409 until one is exported).",
     )
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        fields["texts"] = _predict_texts_field()
+        return fields
+
+    def validate_texts(self, texts: list[str]) -> list[str]:
+        most = settings.LABELWISE_PREDICT_MAX_CHARS
+        total = sum(len(text) for text in texts)
+        if total > most:
+            raise serializers.ValidationError(
+                f"The texts have {total:,} characters in all; at most {most:,} per request "
+                "(the server's LABELWISE_PREDICT_MAX_CHARS). Send them in smaller batches.",
+                code="too_long")
+        return texts
 
 
 class PredictionItemSerializer(serializers.Serializer):

@@ -44,6 +44,7 @@ from api.authentication import token_create, token_revoke
 from api.exceptions import Conflict
 from api.models import ApiToken, ExportJob
 from api.permissions import ReadOnlyKeys, SessionOnlyForWrites
+from api.throttles import PredictThrottle, TokenCreateThrottle
 from learner import export as model_export
 from learner import selectors as learner_selectors
 from learner import services as learner_services
@@ -57,8 +58,10 @@ PROJECT_ID = OpenApiParameter("pk", OpenApiTypes.INT, OpenApiParameter.PATH,
                               description="Project id")
 
 
-def responses(ok: dict[Any, Any]) -> dict[Any, Any]:
-    return {**ok, **ERRORS}
+def responses(ok: dict[Any, Any], *, throttled: bool = False) -> dict[Any, Any]:
+    """The operation's success responses plus its errors; `throttled`: it may answer 429
+    (api.throttles), with Retry-After."""
+    return {**ok, **ERRORS, **({429: s.ErrorSerializer} if throttled else {})}
 
 
 # Round numbers and guideline versions are 32-bit columns, ids 64-bit.
@@ -371,7 +374,8 @@ class DocumentListView(ProjectScoped, generics.ListAPIView):
                     "external_id?, meta?}]} or a file upload (CSV, JSON Lines, Label Studio, "
                     "Prodigy). Any bad row rejects the whole request (400 with its line).",
     )
-    @transaction.atomic
+    # Not atomic: the importer commits in short batches of hidden rows and shows them in
+    # one final step, so a long import never holds SQLite's write lock (annotate/io).
     def post(self, request: Request, pk: int) -> Response:
         if request.content_type.startswith("application/json"):
             data = s.DocumentImportJSONSerializer(data=request.data)
@@ -586,13 +590,19 @@ def _done_round(project: Project, number: int | None) -> Round:
 
 class PredictView(ProjectScoped, APIView):
     read_roles = write_roles = WATCHERS
+    throttle_classes = [PredictThrottle]
 
     @extend_schema(summary="Predict labels for texts",
                    parameters=[PROJECT_ID], request=s.PredictRequestSerializer,
-                   responses=responses({200: s.PredictResponseSerializer}),
-                   description="Labels and probabilities for up to 1024 texts from a done "
-                               "round's model (default: the latest), run by PyTorch or by "
-                               "the round's ONNX export. Nothing is stored.")
+                   responses=responses({200: s.PredictResponseSerializer}, throttled=True),
+                   description="Labels and probabilities for texts from a done round's "
+                               "model (default: the latest), run by PyTorch or by the "
+                               "round's ONNX export. Nothing is stored. A request holds at "
+                               "most LABELWISE_PREDICT_MAX_TEXTS texts (default 256) of "
+                               "LABELWISE_PREDICT_MAX_CHARS characters in all (default "
+                               "1,000,000), else 400; each user may call it "
+                               "LABELWISE_PREDICT_RATE times (default 120/min), else 429 "
+                               "with Retry-After.")
     def post(self, request: Request, pk: int) -> Response:
         data = s.PredictRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -777,6 +787,7 @@ class ReviewView(ProjectScoped, APIView):
 class TokenListView(APIView):
     # A key may list its owner's keys, never create one (a leaked key must not mint more).
     permission_classes = [IsAuthenticated, ReadOnlyKeys, SessionOnlyForWrites]
+    throttle_classes = [TokenCreateThrottle]
 
     @extend_schema(summary="List your API keys",
                    responses=responses({200: s.TokenSerializer(many=True)}))
@@ -785,8 +796,10 @@ class TokenListView(APIView):
                                           many=True).data)
 
     @extend_schema(summary="Create an API key", request=s.TokenCreateSerializer,
-                   responses=responses({201: s.TokenCreatedSerializer}),
-                   description="Creates an API key; the key is in this response only.")
+                   responses=responses({201: s.TokenCreatedSerializer}, throttled=True),
+                   description="Creates an API key; the key is in this response only. Each "
+                               "user may create LABELWISE_TOKEN_RATE keys (default 20/hour, "
+                               "the keys page included), else 429 with Retry-After.")
     @transaction.atomic
     def post(self, request: Request) -> Response:
         data = s.TokenCreateSerializer(data=request.data)

@@ -18,8 +18,15 @@ and memory for:
   take no longer than the first (a check that scanned the project's rows made them
   quadratic, the second never finishing on PostgreSQL).
 
+- a small write transaction (what an annotator's submit is) every 20 ms beside an import
+  of the --documents file: its p95 and longest wait, and the writes that failed with
+  "database is locked", for documents_import (short batches) and, as the baseline, the
+  same import inside one transaction (the importer before batching). On SQLite, one
+  writer at a time, the baseline's writes wait for the whole import (past the busy
+  timeout at a million rows); PostgreSQL's row locks keep both short.
+
 Timed runs are separate from the tracemalloc runs because tracing slows Python down.
-`--only-successive` runs the last part alone.
+`--only-successive` runs the successive imports alone.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import random
 import resource
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -230,10 +238,70 @@ def main() -> None:
             print(f"rss after setup: {maxrss_mb():.0f} MB")
             if not args.only_successive:
                 baselines_and_memory(args, big, small)
+                for one_transaction in (False, True):
+                    writes_beside_import(big, one_transaction=one_transaction)
             successive_imports(big, args.successive)
         finally:
             if scratch:
                 drop_scratch(scratch)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def writes_beside_import(path: Path, *, one_transaction: bool) -> dict[str, float]:
+    """Latency of a one-row write transaction, every 20 ms, while `path` is imported on
+    another thread (its own connection); `one_transaction` wraps the import in one
+    transaction, the importer's behaviour before it committed in batches."""
+    from django.db import OperationalError, connection, transaction
+
+    from annotate.io.importer import documents_import
+    from annotate.models import Project
+
+    name = "beside-one-transaction" if one_transaction else "beside-batched"
+    project, user = fresh_project(name)
+    probe, _ = fresh_project(f"{name}-probe")
+    finished = threading.Event()
+
+    def run() -> None:
+        try:
+            with path.open("rb") as file:
+                if one_transaction:
+                    with transaction.atomic():
+                        documents_import(project=project, file=file, fmt="jsonl", user=user)
+                else:
+                    documents_import(project=project, file=file, fmt="jsonl", user=user)
+        finally:
+            finished.set()
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    started = time.perf_counter()
+    thread.start()
+    waits, locked = [], 0
+    while not finished.is_set():
+        before = time.perf_counter()
+        try:
+            with transaction.atomic():
+                Project.objects.filter(pk=probe.pk).update(description=f"{before:.3f}")
+        except OperationalError:
+            locked += 1
+        waits.append(time.perf_counter() - before)
+        time.sleep(0.02)
+    thread.join()
+    seconds = time.perf_counter() - started
+    result = {"seconds": seconds, "writes": len(waits), "locked": locked,
+              "p95_ms": percentile(waits, 95) * 1000, "max_ms": max(waits) * 1000}
+    title = ("baseline, the import in one transaction" if one_transaction
+             else "documents_import (batched)")
+    print(
+        f"writes beside an import, {title}: import {seconds:.1f} s; {len(waits)} writes, "
+        f"p95 {result['p95_ms']:,.0f} ms, longest {result['max_ms']:,.0f} ms, "
+        f"{locked} failed 'database is locked'"
+    )
+    return result
 
 
 def successive_imports(path: Path, projects: int) -> list[float]:

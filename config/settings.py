@@ -158,10 +158,13 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL lets the learner write while the web app reads; the busy timeout makes a writer
-    # wait for the other process instead of failing with "database is locked".
+    # WAL lets the learner write while the web app reads; the busy timeout (seconds) makes
+    # a writer wait for the other one instead of failing with "database is locked", and
+    # IMMEDIATE takes the write lock when a transaction starts: a transaction that read
+    # first and then wants to write is refused at once, whatever the timeout, when another
+    # wrote meanwhile. Long writers (imports) commit in short batches to keep waits short.
     DATABASES["default"]["OPTIONS"] = {
-        "timeout": 20,
+        "timeout": env_int("LABELWISE_SQLITE_TIMEOUT", 20, minimum=1),
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
@@ -251,6 +254,33 @@ SPECTACULAR_SETTINGS = {
 }
 # Models the predictions endpoint keeps loaded (one per round); each MiniLM is ~90 MB.
 LABELWISE_PREDICT_CACHE_SIZE = env_int("LABELWISE_PREDICT_CACHE_SIZE", 3, minimum=1)
+# What one predictions request may ask for: a request runs inside a web worker, so its
+# texts and their total length bound the time and memory one caller can take (1,024 texts
+# of 7.5 MB took 143 s and 1.5 GB). Clients send more in batches.
+LABELWISE_PREDICT_MAX_TEXTS = env_int("LABELWISE_PREDICT_MAX_TEXTS", 256, minimum=1)
+LABELWISE_PREDICT_MAX_CHARS = env_int("LABELWISE_PREDICT_MAX_CHARS", 1_000_000, minimum=1)
+
+
+def env_rate(name: str, default: str) -> str:
+    """A throttle rate as DRF writes it: <requests>/<second|minute|hour|day>."""
+    value = env_str(name, default).strip()
+    count, _, period = value.partition("/")
+    if not (count.isdigit() and int(count) > 0
+            and period in {"s", "sec", "second", "m", "min", "minute", "h", "hour", "d",
+                           "day"}):
+        raise ImproperlyConfigured(f"{name}={value!r} is not a rate like 120/min or 20/hour")
+    return value
+
+
+# Per-user throttles (api.throttles; counted in Django's cache): predictions, and creating
+# API keys (the API's POST me/tokens/ and the keys page together).
+LABELWISE_PREDICT_RATE = env_rate("LABELWISE_PREDICT_RATE", "120/min")
+LABELWISE_TOKEN_RATE = env_rate("LABELWISE_TOKEN_RATE", "20/hour")
+# Guidelines are rendered once per version and shown on every annotator page; a version
+# longer than this many characters is refused.
+LABELWISE_GUIDELINE_MAX_CHARS = env_int("LABELWISE_GUIDELINE_MAX_CHARS", 200_000, minimum=1)
+# Characters in one imported document's text; a longer one rejects the import at its line.
+LABELWISE_MAX_DOCUMENT_CHARS = env_int("LABELWISE_MAX_DOCUMENT_CHARS", 100_000, minimum=1)
 
 # Anyone signed in may create a project and so be its lead: only staff create accounts from
 # a project's members page, unless this lets every lead do it (a closed team's server).
@@ -269,9 +299,21 @@ LABELWISE_MODELS_DIR = Path(env_str("LABELWISE_MODELS_DIR", str(DATA_DIR / "mode
 # products (bench/load.py). 0 keeps the priority it was started with.
 LABELWISE_LEARNER_NICE = env_int("LABELWISE_LEARNER_NICE", 10, minimum=0)
 
+# Quiet by default, everything with LABELWISE_VERBOSE=1 (or the commands' --verbose):
+# the development server's line per request (a dashboard polls every two seconds) only
+# for errors, and the ML libraries' reports and progress bars off (config.console).
+LABELWISE_VERBOSE = env_bool("LABELWISE_VERBOSE", False)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # The development server's lines as Django formats them (its DEFAULT_LOGGING), at
+    # WARNING unless verbose: 4xx and 5xx answers still show, successful ones do not.
+    "formatters": {"django.server": {"()": "django.utils.log.ServerFormatter",
+                                     "format": "[{server_time}] {message}", "style": "{"}},
+    "handlers": {"console": {"class": "logging.StreamHandler"},
+                 "django.server": {"class": "logging.StreamHandler",
+                                   "formatter": "django.server"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.server": {"handlers": ["django.server"], "propagate": False,
+                                  "level": "INFO" if LABELWISE_VERBOSE else "WARNING"}},
 }

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
+from django.conf import settings
+
 # Fields that name a record in the source system: kept as Document.external_id so exports
 # and re-imports can be joined back to it, and not duplicated into meta.
 EXTERNAL_ID_FIELDS = ("external_id", "id")
@@ -111,6 +113,7 @@ def decoded_lines(file: Iterable[bytes]) -> Iterator[tuple[int, str]]:
 
 
 def text_from(value: Any, *, line: int, field_name: str) -> str:
+    """A row's document text, checked: every format reads its text through here."""
     if value is None:
         raise ImportFormatError(line, f"no {field_name!r} field")
     if not isinstance(value, str):
@@ -119,6 +122,14 @@ def text_from(value: Any, *, line: int, field_name: str) -> str:
         )
     if not value.strip():
         raise ImportFormatError(line, f"empty {field_name!r}")
+    # One document is what an annotator reads on one page and what the model truncates
+    # anyway; a megabyte "document" is a file read wrongly (a whole corpus on one line).
+    most = settings.LABELWISE_MAX_DOCUMENT_CHARS
+    if len(value) > most:
+        raise ImportFormatError(
+            line, f"{field_name!r} is {len(value):,} characters long; a document may have "
+            f"at most {most:,} (LABELWISE_MAX_DOCUMENT_CHARS)"
+        )
     return value
 
 

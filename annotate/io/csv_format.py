@@ -20,7 +20,13 @@ import re
 from collections.abc import Iterator
 from typing import IO, Any
 
-from annotate.io.base import EXTERNAL_ID_FIELDS, ImportFormatError, ImportRow, decoded_lines
+from annotate.io.base import (
+    EXTERNAL_ID_FIELDS,
+    ImportFormatError,
+    ImportRow,
+    decoded_lines,
+    text_from,
+)
 
 LABEL_SEPARATORS = re.compile(r"[|;]")
 DELIMITERS = (",", "\t", ";")
@@ -97,9 +103,7 @@ def parse(
             raise ImportFormatError(
                 start, f"{len(row)} fields where the header has {len(header)}"
             )
-        text = row[text_at]
-        if not text.strip():
-            raise ImportFormatError(start, f"empty {text_field!r}")
+        text = text_from(row[text_at], line=start, field_name=text_field)
         yield ImportRow(
             line=start,
             text=text,

@@ -2,34 +2,54 @@
 
 The parsers (one module per format) turn a file into ImportRows; this module checks each
 row against the project (label names, one label for single-label projects), skips exact
-duplicates, and writes documents, and imported annotations for pre-labelled rows, in
-batches inside one transaction: a bad row anywhere rolls back everything before it.
+duplicates, and writes documents, and imported annotations for pre-labelled rows.
+
+All or nothing, without holding the database for the whole import: every batch is written
+in its own short transaction (SQLite has one writer at a time, and annotators must get
+their turn between batches), under a DocumentImport row that keeps the documents hidden
+(Document.objects leaves them out) until the last step, one short transaction that
+writes the imported annotations and marks the import done. A bad row anywhere marks it
+failed and deletes what it wrote, in batches too; nobody ever sees any of it.
 
 Memory stays flat however long the file is: one batch of rows is held at a time, and
 duplicates are found by asking the database about each batch's text hashes (rows of
-earlier batches are already inserted, inside the transaction), so no set of every hash
-seen is ever kept.
+earlier batches are already there, hidden), so no set of every hash seen is ever kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import PurePath
 from typing import IO, Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import DataError, IntegrityError, connection, transaction
-from django.db.models import Max
+from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
+from django.utils import timezone
 
 from annotate import selectors, services
-from annotate.bulk import ANALYZE_AFTER_ROWS, db_value, rows_insert, table_analyze
+from annotate.bulk import (
+    ANALYZE_AFTER_ROWS,
+    db_value,
+    rows_insert,
+    rows_insert_select,
+    table_analyze,
+)
 from annotate.io import csv_format, jsonl, label_studio, prodigy
 from annotate.io.base import DocumentImportError, ImportFormatError, ImportRow, Parser
-from annotate.models import Annotation, Document, GuidelineVersion, Project, text_hash
+from annotate.models import (
+    Annotation,
+    Document,
+    DocumentImport,
+    Label,
+    Project,
+    text_hash,
+)
 
 __all__ = [
     "FORMAT_CHOICES",
@@ -53,7 +73,13 @@ FORMAT_CHOICES = [
     ("prodigy", "Prodigy JSONL (db-out)"),
 ]
 
+# Rows per write transaction: each holds SQLite's one write lock for a few tens of ms.
 BATCH_SIZE = 2000
+# Hidden rows of a failed import are deleted this many per transaction.
+DELETE_BATCH = 5000
+# A RUNNING import that wrote no batch for this long belongs to a process that died: the
+# next import marks it failed and deletes its hidden rows.
+STALE_AFTER = timedelta(minutes=15)
 SAMPLE_LINES = 10
 HEAD_BYTES = 8192
 # SQLite builds before 3.32 cap a statement at 999 parameters; stay under that.
@@ -165,14 +191,17 @@ class _LabelResolver:
         return sorted(ids)
 
 
+_CONCURRENT = ("another import into this project is adding the same text at this moment; "
+               "nothing was imported, please try again once it has finished")
+
+
 @dataclass
 class _Writer:
-    """Writes one batch at a time and keeps the running counts for the report."""
+    """Writes one batch at a time, hidden under `job`, and keeps the running counts for
+    the report."""
 
     project: Project
-    user: AbstractBaseUser
-    guideline: GuidelineVersion | None
-    last_existing_id: int
+    job: DocumentImport
     rows: int = 0
     created: int = 0
     labelled: int = 0
@@ -180,19 +209,33 @@ class _Writer:
     duplicates_existing: int = 0
     duplicates_labelled: int = 0
     duplicate_lines: list[int] = field(default_factory=list)
+    # Labels the written documents name, checked again when the import is made visible.
+    label_ids: set[int] = field(default_factory=set)
 
     def write(self, batch: list[tuple[ImportRow, list[int] | None]]) -> None:
+        with transaction.atomic():
+            self._write(batch)
+
+    def _write(self, batch: list[tuple[ImportRow, list[int] | None]]) -> None:
         self.rows += len(batch)
         digests = [text_hash(row.text) for row, _ in batch]
         stored = self._stored(set(digests))
+        others = {job for _, job in stored.values() if job is not None and job != self.job.pk}
+        unfinished = set(
+            DocumentImport.objects.filter(pk__in=others)
+            .exclude(status=DocumentImport.Status.DONE)
+            .values_list("pk", flat=True)
+        ) if others else set()
         seen: set[str] = set()
         documents: list[tuple[ImportRow, str, list[int] | None]] = []
         for (row, label_ids), digest in zip(batch, digests, strict=True):
             if digest in seen or digest in stored:
-                # Rows of earlier batches of this file are in the database already; their
-                # ids are past the last id that existed before the import began.
-                if digest in seen or stored[digest] > self.last_existing_id:
+                # Rows of earlier batches of this file are in the database already, hidden
+                # under this import; another unfinished import's rows may yet vanish.
+                if digest in seen or stored[digest][1] == self.job.pk:
                     self.duplicates_in_file += 1
+                elif stored[digest][1] in unfinished:
+                    raise DocumentImportError(row.line, _CONCURRENT)
                 else:
                     self.duplicates_existing += 1
                 self.duplicates_labelled += label_ids is not None
@@ -202,19 +245,29 @@ class _Writer:
             seen.add(digest)
             documents.append((row, digest, label_ids))
         try:
-            _insert_documents(self.project, documents)
-            self._annotate([(digest, ids) for _, digest, ids in documents if ids is not None])
+            _insert_documents(self.project, self.job, documents)
         except DataError as exc:
             raise DocumentImportError(
                 batch[0][0].line,
                 f"the database refused a row between this line and line {batch[-1][0].line}"
                 f" ({exc})",
             ) from None
+        # The heartbeat: a RUNNING import whose row goes untouched for long counts as dead.
+        alive = DocumentImport.objects.filter(
+            pk=self.job.pk, status=DocumentImport.Status.RUNNING
+        ).update(updated_at=timezone.now())
+        if not alive:
+            raise DocumentImportError(None, "the import was stopped (it looked abandoned); "
+                                            "nothing was imported, please try again")
         self.created += len(documents)
-        self.labelled += sum(ids is not None for _, _, ids in documents)
+        for _, _, ids in documents:
+            if ids is not None:
+                self.labelled += 1
+                self.label_ids.update(ids)
 
-    def _stored(self, digests: set[str]) -> dict[str, int]:
-        """text hash -> id of this project's documents among `digests`.
+    def _stored(self, digests: set[str]) -> dict[str, tuple[int, int | None]]:
+        """text hash -> (id, import) of this project's documents among `digests`, hidden
+        ones included (this import's earlier batches, other imports still running).
 
         Either way the query must probe the (project, text_hash) unique index once per
         hash. Left to themselves both planners scan the project's rows instead (SQLite to
@@ -234,46 +287,33 @@ class _Writer:
             # would tie again.)
             qn, opts = connection.ops.quote_name, Document._meta
             table, project_id = qn(opts.db_table), qn(opts.get_field("project").column)
+            job_id = qn(opts.get_field("import_job").column)
             with connection.cursor() as cursor:
                 cursor.execute(
-                    f"SELECT h.digest, d.id FROM unnest(%s::bigint[], %s::text[]) "
+                    f"SELECT h.digest, d.id, d.job FROM unnest(%s::bigint[], %s::text[]) "
                     f"AS h(project_id, digest) "
-                    f"JOIN LATERAL (SELECT id FROM {table} WHERE {project_id} = h.project_id "
-                    f"AND text_hash = h.digest LIMIT 1) AS d ON true",
+                    f"JOIN LATERAL (SELECT id, {job_id} AS job FROM {table} "
+                    f"WHERE {project_id} = h.project_id AND text_hash = h.digest LIMIT 1) "
+                    f"AS d ON true",
                     [[self.project.pk] * len(ordered), ordered],
                 )
-                return dict(cursor.fetchall())
-        found: dict[str, int] = {}
+                return {digest: (pk, job) for digest, pk, job in cursor.fetchall()}
+        found: dict[str, tuple[int, int | None]] = {}
         for start in range(0, len(ordered), _IN_CHUNK):
             found.update(
-                Document.objects.filter(
+                (digest, (pk, job))
+                for digest, pk, job in Document.all_objects.filter(
                     project=self.project, text_hash__in=ordered[start : start + _IN_CHUNK]
                 )
                 .order_by()
-                .values_list("text_hash", "id")
+                .values_list("text_hash", "id", "import_job_id")
             )
         return found
 
-    def _annotate(self, answers: list[tuple[str, list[int]]]) -> None:
-        """Imported labels as annotations: one query for the new documents' ids (by hash,
-        which also serves backends that cannot return ids from a bulk insert)."""
-        if not answers:
-            return
-        ids = self._stored({digest for digest, _ in answers})
-        Annotation.objects.bulk_create(
-            Annotation(
-                document_id=ids[digest],
-                annotator=self.user,
-                labels=label_ids,
-                guideline_version=self.guideline,
-                source=Annotation.Source.IMPORT,
-            )
-            for digest, label_ids in answers
-        )
-
 
 def _insert_documents(
-    project: Project, documents: list[tuple[ImportRow, str, list[int] | None]]
+    project: Project, job: DocumentImport,
+    documents: list[tuple[ImportRow, str, list[int] | None]],
 ) -> None:
     """Inserts a batch of documents (annotate.bulk: COPY on PostgreSQL, instead of
     bulk_create); only the JSON columns go through their fields, per row."""
@@ -292,7 +332,7 @@ def _insert_documents(
             db_value(Document, "final_labels", label_ids),
         ]
 
-    template = Document(project=project, text="", text_hash="", rand=0.0)
+    template = Document(project=project, import_job=job, text="", text_hash="", rand=0.0)
     rows_insert(template, columns, (values(*document) for document in documents))
 
 
@@ -345,6 +385,71 @@ def _checked(rows: Iterator[ImportRow], resolver: _LabelResolver) -> Iterator[
         yield row, resolver.ids(row)
 
 
+def _finish(writer: _Writer, user: AbstractBaseUser) -> None:
+    """Makes the import visible: one short transaction writes the imported annotations
+    and marks the import done, which shows all its documents at once."""
+    project, job = writer.project, writer.job
+    with transaction.atomic():
+        # The labels were read at the start and may have been deleted between batches
+        # (label_delete cannot see hidden documents); from here on they are held.
+        services.labels_hold(project=project, label_ids=writer.label_ids)
+        present = set(Label.objects.filter(project=project, pk__in=writer.label_ids)
+                      .values_list("pk", flat=True)) if writer.label_ids else set()
+        if writer.label_ids - present:
+            raise DocumentImportError(
+                None, "a label the file uses was deleted during the import; nothing was "
+                      "imported, please try again")
+        if writer.labelled:
+            # An imported label is a finished answer by `user`: one per labelled document,
+            # copied from the final labels its batch stored.
+            opts = Document._meta
+            qn = connection.ops.quote_name
+            rows_insert_select(
+                Annotation(annotator=user, labels=[], source=Annotation.Source.IMPORT,
+                           guideline_version=selectors.guideline_current(project)),
+                {"document_id": qn("id"), "labels": qn("final_labels")},
+                f"FROM {qn(opts.db_table)} WHERE {qn(opts.get_field('import_job').column)}"
+                f" = %s AND {qn('final_labels')} IS NOT NULL ORDER BY {qn('id')}",
+                [job.pk],
+            )
+        done = DocumentImport.objects.filter(
+            pk=job.pk, status=DocumentImport.Status.RUNNING
+        ).update(status=DocumentImport.Status.DONE, updated_at=timezone.now())
+        if not done:
+            raise DocumentImportError(None, "the import was stopped (it looked abandoned); "
+                                            "nothing was imported, please try again")
+
+
+def _discard(job_id: int) -> None:
+    """Marks an import failed and deletes its hidden documents, a batch per transaction
+    (nothing else can point at them: they were never visible), then the import's row."""
+    DocumentImport.objects.filter(pk=job_id).update(status=DocumentImport.Status.FAILED)
+    qn, opts = connection.ops.quote_name, Document._meta
+    table, job_column = qn(opts.db_table), qn(opts.get_field("import_job").column)
+    while True:
+        with transaction.atomic():
+            ids = list(Document.all_objects.filter(import_job_id=job_id).order_by("id")
+                       .values_list("id", flat=True)[:DELETE_BATCH])
+            if not ids:
+                break
+            with connection.cursor() as cursor:
+                cursor.execute(f"DELETE FROM {table} WHERE {job_column} = %s AND id <= %s",
+                               [job_id, ids[-1]])
+    DocumentImport.objects.filter(pk=job_id).delete()
+
+
+def _abandoned_discard() -> None:
+    """Cleans up after imports whose process died: RUNNING ones silent for STALE_AFTER,
+    and FAILED ones whose cleanup did not finish."""
+    DocumentImport.objects.filter(
+        status=DocumentImport.Status.RUNNING, updated_at__lt=timezone.now() - STALE_AFTER
+    ).update(status=DocumentImport.Status.FAILED)
+    for job_id in DocumentImport.objects.filter(
+        status=DocumentImport.Status.FAILED
+    ).values_list("pk", flat=True):
+        _discard(job_id)
+
+
 def documents_import(
     *,
     project: Project,
@@ -358,13 +463,16 @@ def documents_import(
 ) -> ImportReport:
     """Imports every document in `file` (a binary file object, read once, streaming) into
     the project, or nothing: any bad row raises DocumentImportError naming its line, and
-    the transaction rolls back. `fmt` None detects the format from `name` (or the file's
-    own name) and the first bytes, which needs a seekable file.
+    what was written is deleted, never having been visible. `fmt` None detects the format
+    from `name` (or the file's own name) and the first bytes, which needs a seekable file.
 
     Exact duplicates (same text after normalisation, see models.normalise_text), within
     the file or of documents already in the project, are skipped and reported. Rows with
     labels become imported annotations by `user` under the current guidelines and are
     final at once.
+
+    Writes in short transactions (see the module's docstring): called inside a
+    transaction, it holds that transaction's locks to the end instead.
     """
     started = time.perf_counter()
     if project.task_type == Project.TaskType.SPANS:
@@ -376,20 +484,17 @@ def documents_import(
         raise DocumentImportError(
             None, f"unknown format {fmt!r}; choose one of {', '.join(PARSERS)}"
         )
+    _abandoned_discard()
+    job = DocumentImport.objects.create(project=project, created_by=user)
+    writer = _Writer(project=project, job=job)
     try:
-        with transaction.atomic():
-            # Held to the end: a label deleted meanwhile would leave its id in the answers.
-            services.labels_hold(project=project)
-            resolver = _LabelResolver(project)
+        try:
+            with transaction.atomic():
+                # A label delete under way finishes first, and its label is then unknown.
+                services.labels_hold(project=project)
+                resolver = _LabelResolver(project)
             rows = _checked(parser(file, text_field=text_field, label_field=label_field),
                             resolver)
-            last_id = Document.objects.aggregate(last=Max("id"))["last"] or 0
-            writer = _Writer(
-                project=project,
-                user=user,
-                guideline=selectors.guideline_current(project),
-                last_existing_id=last_id,
-            )
             batch: list[tuple[ImportRow, list[int] | None]] = []
             for item in rows:
                 batch.append(item)
@@ -400,14 +505,17 @@ def documents_import(
                 writer.write(batch)
             if writer.rows == 0:
                 raise DocumentImportError(None, "the file holds no documents")
-    except IntegrityError:
-        # Only a concurrent import of the same texts can break the unique constraint,
-        # since every batch was checked against the database first.
-        raise DocumentImportError(
-            None,
-            "another import added some of the same texts at the same moment; nothing was "
-            "imported, please try again",
-        ) from None
+            _finish(writer, user)
+        except IntegrityError:
+            # Every batch was checked against the database first, hidden rows included:
+            # only another import inserting the same texts at the same moment gets here.
+            raise DocumentImportError(None, _CONCURRENT) from None
+    except BaseException:
+        # Should the cleanup fail too (the database gone), the original error is the one
+        # to report; the next import finishes the cleanup (_abandoned_discard).
+        with contextlib.suppress(DatabaseError):
+            _discard(job.pk)
+        raise
     if writer.created >= ANALYZE_AFTER_ROWS:
         table_analyze(Document, Annotation)
     return ImportReport(

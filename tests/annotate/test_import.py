@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from annotate import selectors, services
 from annotate.bulk import ANALYZE_AFTER_ROWS, table_analyze
 from annotate.io import label_studio
+from annotate.io.base import JSON_DECODER
 from annotate.io.importer import DocumentImportError, ImportReport, detect_format, documents_import
 from annotate.models import Annotation, Document, Project, text_hash
 
@@ -283,6 +284,44 @@ def test_label_studio_is_read_in_chunks_across_multibyte_characters(
     assert final_names(project)["Tâche numéro 4 — ünïcödé ✓"] == ["sport"]
 
 
+class CountingDecoder:
+    """JSON_DECODER, counting its calls and the characters each call had in front of it."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.scanned = 0
+
+    def raw_decode(self, text: str, start: int = 0):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        self.scanned += len(text) - start
+        return JSON_DECODER.raw_decode(text, start)
+
+
+def test_label_studio_reads_a_long_task_in_linear_time(tmp_path, monkeypatch):
+    # A task spread over 256 reads used to be decoded again after each one: 256 decodes
+    # scanning ~128 times the file. Now a decode waits until the buffer has doubled.
+    monkeypatch.setattr(label_studio, "CHUNK_BYTES", 1024)
+    decoder = CountingDecoder()
+    monkeypatch.setattr(label_studio, "JSON_DECODER", decoder)
+    text = "word " * (256 * 1024 // 5)
+    content = json.dumps([ls_task(text, (["sport"], False)), ls_task("Short one")])
+    with write(tmp_path, "long.json", content).open("rb") as file:
+        tasks = [task for _number, _line, task in label_studio.tasks(file)]
+    assert [t["data"]["text"] for t in tasks] == [text, "Short one"]
+    assert decoder.calls <= 12  # log2(256) + the short task + slack
+    assert decoder.scanned <= 4 * len(content)
+
+
+def test_label_studio_refuses_a_task_past_the_size_limit(project, lead, tmp_path, monkeypatch):
+    monkeypatch.setattr(label_studio, "CHUNK_BYTES", 1024)
+    monkeypatch.setattr(label_studio, "MAX_TASK_BYTES", 10_000)
+    path = write(tmp_path, "huge.json",
+                 json.dumps([{"data": {"text": "Short"}}, {"data": {"text": "x" * 50_000}}]))
+    with pytest.raises(DocumentImportError, match="^line 1: task 2 is longer than"):
+        run_import(project, lead, path)
+    assert Document.objects.count() == 0
+
+
 # --- Prodigy -------------------------------------------------------------------------------
 
 
@@ -504,6 +543,40 @@ def test_empty_file_is_an_error(project, lead, tmp_path):
         run_import(project, lead, write(tmp_path, "x.jsonl", b"\n\n"))
 
 
+@pytest.mark.parametrize(
+    ("make", "line"), [(csv_file, 5), (jsonl_file, 4), (prodigy_file, 4), (ls_file, 5)],
+    ids=["csv", "jsonl", "prodigy", "ls"],
+)
+def test_a_document_over_the_size_limit_is_refused_on_its_line(
+    make, line, project, lead, tmp_path, settings
+):
+    settings.LABELWISE_MAX_DOCUMENT_CHARS = 40
+    long_text = "x" * 41
+    if make is csv_file:
+        bad = f"{long_text},"
+    elif make is ls_file:
+        bad = json.dumps({"data": {"text": long_text}})
+    else:
+        bad = json.dumps({"text": long_text, "_input_hash": 9, "answer": "ignore"})
+    path = write(tmp_path, *make(bad))
+    with pytest.raises(DocumentImportError) as info:
+        run_import(project, lead, path, batch_size=2)
+    assert info.value.line == line
+    assert "41 characters" in str(info.value) and "at most 40" in str(info.value)
+    assert "LABELWISE_MAX_DOCUMENT_CHARS" in str(info.value)
+    assert Document.objects.count() == 0
+    # At the limit it imports.
+    settings.LABELWISE_MAX_DOCUMENT_CHARS = 41
+    assert run_import(project, lead, path).created == 4
+
+
+def test_a_single_line_corpus_is_refused_by_default(project, lead, tmp_path, settings):
+    assert settings.LABELWISE_MAX_DOCUMENT_CHARS == 100_000
+    path = write(tmp_path, "corpus.jsonl", jsonl_text({"text": "word " * 20_001}))
+    with pytest.raises(DocumentImportError, match="^line 1: 'text' is 100,005 characters"):
+        run_import(project, lead, path)
+
+
 # --- duplicates ----------------------------------------------------------------------------
 
 
@@ -655,7 +728,8 @@ def test_duplicate_check_probes_the_unique_index_when_statistics_think_the_proje
         run_import(project, lead, path)
     checks = [q["sql"] for q in captured.captured_queries
               if q["sql"].lstrip().upper().startswith("SELECT") and "text_hash" in q["sql"]]
-    assert len(checks) == 2  # the duplicate check; the new documents' ids for their labels
+    # The duplicate check; the labels' annotations are copied by an INSERT ... SELECT.
+    assert len(checks) == 1
     for sql in checks:
         with connection.cursor() as cursor:
             cursor.execute("EXPLAIN (FORMAT JSON) " + sql)
