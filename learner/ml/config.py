@@ -67,6 +67,8 @@ class TrainConfig:
     # cross-validation instead.
     min_examples_for_validation: int = 40
     class_weighting: bool = True
+    # Single-label fine-tuning: the share of each target spread over the other labels.
+    label_smoothing: float = 0.0
     seed: int = 0
     head_c: float | None = None  # None: cross-validated over HEAD_C_GRID
     lp_init: bool = True  # fine-tuning starts from the linear probe's head (LP-FT)

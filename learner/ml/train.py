@@ -328,7 +328,7 @@ def build_loss(config: TrainConfig, train_targets: np.ndarray, n_labels: int) ->
         return nn.BCEWithLogitsLoss(pos_weight=weight)
     weight = torch.as_tensor(class_weights(train_targets, n_labels)) if (
         config.class_weighting) else None
-    return nn.CrossEntropyLoss(weight=weight)
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
 
 
 def target_tensor(targets: np.ndarray, *, multi_label: bool) -> torch.Tensor:

@@ -15,6 +15,7 @@ from learner.ml.config import Mode, TrainConfig
 from learner.ml.train import (
     TextClassifier,
     _set_gradual_trainable,
+    build_loss,
     build_model,
     class_weights,
     param_groups,
@@ -464,3 +465,16 @@ def test_local_backend_trains_and_scores_the_pool_chunk_by_chunk(
     assert [len(r[0]) for r in rest] == [25, 10]
     all_probs = np.concatenate([probs] + [r[1] for r in rest])
     np.testing.assert_allclose(all_probs, clf.predict_proba(texts), atol=1e-6)
+
+
+def test_label_smoothing_spreads_the_target_over_the_other_labels() -> None:
+    targets = np.array([0, 1, 2, 0])
+    logits = torch.tensor([[4.0, 0.0, 0.0], [0.0, 4.0, 0.0], [0.0, 0.0, 4.0], [4.0, 0.0, 0.0]])
+    y = torch.as_tensor(targets)
+    plain = build_loss(TrainConfig(class_weighting=False), targets, 3)(logits, y)
+    smooth = build_loss(TrainConfig(class_weighting=False, label_smoothing=0.3), targets, 3)
+    # Confident right answers cost more once part of the target sits on the other labels:
+    # (1 - 0.3 + 0.1) * plain + 0.1 * 2 * (4 + plain), the cross-entropy of the mixture.
+    expected = 0.8 * plain + 0.2 * (4.0 + plain)
+    assert float(smooth(logits, y)) == pytest.approx(float(expected), rel=1e-5)
+    assert float(smooth(logits, y)) > float(plain)
