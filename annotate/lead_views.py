@@ -174,6 +174,10 @@ class ProjectSettingsForm(forms.Form):
         required=False, label="Annotators may see other annotators' labels"
     )
     text_direction = forms.ChoiceField(choices=[("ltr", "Left to right"), ("rtl", "Right to left")])
+    annotators_see_external_ids = forms.BooleanField(
+        required=False, label="Annotators see external ids",
+        help_text="Off by default: ids such as 'sport/409' can give the answer away.",
+    )
 
 
 @project_view(*LEAD)

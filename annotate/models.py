@@ -46,6 +46,11 @@ class Project(models.Model):
     annotators_see_others = models.BooleanField(
         default=False, help_text="Annotators may see other annotators' labels."
     )
+    # External ids often carry the answer (a corpus's "sport/409"): off unless the lead
+    # knows they do not.
+    annotators_see_external_ids = models.BooleanField(
+        default=False, help_text="Annotators see each document's external id."
+    )
     text_direction = models.CharField(
         max_length=3, choices=[("ltr", "Left to right"), ("rtl", "Right to left")], default="ltr"
     )

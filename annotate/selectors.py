@@ -5,7 +5,9 @@ from __future__ import annotations
 import difflib
 import random
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
@@ -610,3 +612,12 @@ def review_counts(*, project: Project, threshold: float = LABEL_ERROR_THRESHOLD)
         "uncertain": review_uncertain(project=project).count(),
         "flags": review_flagged(project=project).count(),
     }
+
+
+def meta_for_annotators(document: Document | None, labels: Iterable[Label]) -> dict[str, Any]:
+    """The metadata an annotator may read: never a key starting with "_" (for programs),
+    nor a field whose value is a label's name (a corpus's gold label would give the
+    answer away)."""
+    names = {label.name.casefold() for label in labels}
+    return {k: v for k, v in (document.meta if document else {}).items()
+            if not str(k).startswith("_") and str(v).strip().casefold() not in names}

@@ -742,6 +742,7 @@ def project_update(
     overlap: int,
     annotators_see_others: bool,
     text_direction: str,
+    annotators_see_external_ids: bool | None = None,
 ) -> Project:
     """Saves the project's settings. Lowering the overlap settles documents that already
     have enough answers under the new overlap; raising it reopens nothing already final."""
@@ -756,6 +757,8 @@ def project_update(
     lowered = overlap < project.overlap
     project.name, project.description, project.overlap = name, description, overlap
     project.annotators_see_others, project.text_direction = annotators_see_others, text_direction
+    if annotators_see_external_ids is not None:
+        project.annotators_see_external_ids = annotators_see_external_ids
     project.save()
     if lowered:
         unsettled = Document.objects.filter(

@@ -74,10 +74,8 @@ def _item_context(request: HttpRequest, document: Document | None, **extra: obje
         "project": project,
         "membership": request.membership,  # type: ignore[attr-defined]
         "document": document,
-        # Metadata whose key starts with "_" is for programs (a demo's gold label, say),
-        # never for the annotator's eyes.
-        "visible_meta": {k: v for k, v in (document.meta if document else {}).items()
-                         if not str(k).startswith("_")},
+        "visible_meta": selectors.meta_for_annotators(document, labels),
+        "show_external_id": project.annotators_see_external_ids,
         "labels": labels,
         "suggestion": selectors.suggestion_for(project, document, labels),
         "progress": selectors.project_progress(request.user, project),

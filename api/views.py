@@ -490,8 +490,13 @@ def _submit(view: ProjectScoped, request: Request) -> Annotation:
 def _document_for_annotator(project: Project, document: Document | None) -> dict | None:
     if document is None:
         return None
-    # The annotator's own view of a document: no final labels (they would be others').
-    return s.DocumentSerializer(document, context={"hide_labels": True}).data
+    # The annotator's own view of a document: no final labels (they would be others'), no
+    # metadata or external id that could give the answer away (as on the annotator page).
+    data = dict(s.DocumentSerializer(document, context={"hide_labels": True}).data)
+    data["meta"] = selectors.meta_for_annotators(document, project.labels.all())
+    if not project.annotators_see_external_ids:
+        data["external_id"] = ""
+    return data
 
 
 class NextItemView(ProjectScoped, APIView):

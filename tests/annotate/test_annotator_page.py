@@ -179,3 +179,24 @@ def test_submitting_a_document_never_handed_out_is_refused(client, project, anno
     assert not Annotation.objects.exists()
     other.refresh_from_db()
     assert other.slots_taken == 0 and other.n_annotations == 0
+
+
+def test_external_ids_and_label_valued_metadata_stay_hidden_from_annotators(
+    client, project, annotator, documents
+):
+    """A corpus's ids ("sport/409") and a metadata field holding a label's name would give
+    the answer away: annotators see neither unless the lead turns external ids on."""
+    label = project.labels.first()
+    Document.objects.filter(project=project).update(
+        external_id="gold-is-in-this-id", meta={"section": label.name.upper(), "title": "Hi"})
+    client.force_login(annotator)
+    start(client, project)
+    html = page(client, project).content.decode()
+    assert "gold-is-in-this-id" not in html and label.name.upper() not in html
+    assert "title: Hi" in html
+    api = client.post(f"/api/projects/{project.pk}/next/").json()["document"]
+    assert api["external_id"] == "" and api["meta"] == {"title": "Hi"}
+
+    project.annotators_see_external_ids = True
+    project.save()
+    assert "gold-is-in-this-id" in page(client, project).content.decode()
