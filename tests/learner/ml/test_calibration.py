@@ -116,3 +116,21 @@ def test_ece_is_zero_for_a_perfectly_calibrated_toy(multi_label: bool) -> None:
     else:
         assert ece_of(np.array([[50.0, 0.0], [0.0, 50.0]]), np.array([0, 1]),
                       multi_label=False) < 1e-9
+
+
+def test_a_validation_split_the_model_gets_all_right_does_not_make_it_certain() -> None:
+    """23 easy validation texts, all right: plain NLL would push T towards 0 and every
+    probability to 1.0 (the demo's first round fitted T = 0.03)."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 5, 23)
+    logits = rng.normal(0, 0.5, (23, 5))
+    logits[np.arange(23), y] += 3.0
+    temperature = fit_temperature(logits, y)
+    top = softmax(logits / temperature).max(axis=1)
+    assert temperature > 0.3
+    assert top.mean() < 1 - 1 / (23 + 2) + 0.02  # about as sure as 23 examples allow
+    # With hundreds of examples the smoothing is negligible: the overconfident model above
+    # still gets its flattening temperature.
+    many, many_y = _overconfident()
+    plain = fit_temperature(many, many_y)
+    assert ece_of(many / plain, many_y, multi_label=False) < 0.05
