@@ -75,6 +75,24 @@
       }
       return;
     }
+    // The text scrolls inside its box: the reading keys move it, not the page.
+    const text = document.getElementById("doc-text");
+    const pageStep = text ? Math.max(text.clientHeight - 40, 40) : 0;
+    const scrollBy = {
+      PageDown: pageStep, " ": event.shiftKey ? -pageStep : pageStep, PageUp: -pageStep,
+      ArrowDown: 40, ArrowUp: -40,
+    };
+    // (Space on a focused button presses it, as it should.)
+    if (text && event.key in scrollBy && !(event.key === " " && event.target.tagName === "BUTTON")) {
+      event.preventDefault();
+      text.scrollBy({ top: scrollBy[event.key] });
+      return;
+    }
+    if (text && (event.key === "Home" || event.key === "End")) {
+      event.preventDefault();
+      text.scrollTop = event.key === "Home" ? 0 : text.scrollHeight;
+      return;
+    }
     switch (event.key) {
       case "Enter":
         if (multi && document.getElementById("label-form")) {

@@ -27,3 +27,29 @@ def test_hiding_the_guidelines_gives_their_column_to_the_text(
     assert with_panel < full - 300
     page.keyboard.press("g")
     expect(page.locator("#side-panel")).to_be_visible()
+
+
+def test_the_reading_keys_scroll_a_long_text_not_the_page(
+    page, live_server, project, annotator, documents
+):  # type: ignore[no-untyped-def]
+    from annotate.models import Document
+
+    long_text = "\n\n".join(f"Paragraph {i}: " + "words that go on " * 30 for i in range(60))
+    Document.objects.filter(project=project).update(text=long_text)
+    log_in(page, live_server, "annotator")
+    page.goto(f"{live_server.url}/p/{project.pk}/annotate/")
+    start(page)
+    text = page.locator("#doc-text")
+    top = text.evaluate("e => e.scrollTop")
+    assert top == 0
+    assert text.evaluate("e => e.scrollHeight > e.clientHeight")  # it does scroll inside
+    page.keyboard.press("PageDown")
+    after_page = text.evaluate("e => e.scrollTop")
+    assert after_page > 100
+    page.keyboard.press("ArrowDown")
+    assert text.evaluate("e => e.scrollTop") > after_page
+    page.keyboard.press("End")
+    assert text.evaluate("e => e.scrollTop + e.clientHeight >= e.scrollHeight - 2")
+    page.keyboard.press("Home")
+    assert text.evaluate("e => e.scrollTop") == 0
+    assert page.evaluate("() => window.scrollY") == 0  # the page itself stayed put
