@@ -618,6 +618,8 @@ def meta_for_annotators(document: Document | None, labels: Iterable[Label]) -> d
     """The metadata an annotator may read: never a key starting with "_" (for programs),
     nor a field whose value is a label's name (a corpus's gold label would give the
     answer away)."""
+    if document is None or not document.meta:
+        return {}
     names = {label.name.casefold() for label in labels}
-    return {k: v for k, v in (document.meta if document else {}).items()
+    return {k: v for k, v in document.meta.items()
             if not str(k).startswith("_") and str(v).strip().casefold() not in names}

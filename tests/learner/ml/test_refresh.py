@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -102,13 +100,14 @@ def test_committee_gives_bald_its_samples() -> None:
     assert (scores >= 0).all()
 
 
-def test_refresh_of_a_large_pool_is_fast() -> None:
-    # The product target is < 2 s for 20,000 documents with 384-dim embeddings on 2
-    # cores (bench/refresh.py); a smaller version here, with slack for shared CI.
+def test_refresh_scores_a_large_pool_in_one_call() -> None:
+    # Its speed (< 2 s for 20,000 documents on 2 cores) is bench/refresh.py's figure, not
+    # a test's: the machines are shared. Here: every document gets a finite score.
     rng = np.random.default_rng(0)
     x = rng.normal(size=(5000, 384)).astype(np.float32)
     y = rng.integers(0, 4, 200)
-    started = time.perf_counter()
     head = EmbeddingHead().fit(x[:200], y.tolist())
-    refresh_scores(head, x, MarginSampling())
-    assert time.perf_counter() - started < 5.0
+    probs, scores = refresh_scores(head, x, MarginSampling())
+    assert probs.shape == (5000, 4) and scores.shape == (5000,)
+    assert np.isfinite(scores).all()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
