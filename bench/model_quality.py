@@ -105,9 +105,13 @@ def run_mode(mode: str, data: simulate.Dataset, rows: np.ndarray, args: argparse
     probs = clf.predict_proba(test_texts)
     ladder = clf.metrics_["ladder"]
     info = {"pick": clf.rung_, "calibration": clf.metrics_["calibration"],
+            "refit": ladder.get("refit"),
             "candidates": {k: {x: v.get(x) for x in ("val_score", "seconds", "epochs", "C")}
                            for k, v in ladder["candidates"].items()}}
-    others = {rung: (probs if rung == clf.rung_ else model.predict_proba(test_texts))
+    # A candidate is the rung as its validation run left it; the kept one differs from it
+    # when it was refitted on every label.
+    others = {rung: (probs if rung == clf.rung_ and not ladder.get("refit")
+                     else model.predict_proba(test_texts))
               for rung, model in getattr(clf, "candidates_", {}).items()}
     return probs, info, others
 

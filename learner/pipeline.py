@@ -31,7 +31,7 @@ from learner.ml.config import ScoreConfig, TrainConfig
 from learner.ml.evaluate import evaluate
 from learner.ml.progress import Phase, RoundEta
 from learner.ml.strategies import DEFAULT_STRATEGY, get_strategy
-from learner.ml.train import TextClassifier, plan_epochs
+from learner.ml.train import TextClassifier, crossfits, plan_epochs
 from learner.models import LearnerSettings, Prediction, Round
 from learner.refresh import predicted_and_confidence
 
@@ -253,11 +253,21 @@ def _round_eta(config: TrainConfig, n_train: int, n_holdout: int, n_pool: int) -
     plan for the label count (the fit's own plan replaces it once it reports)."""
     fine_tunes = config.mode != "head" and (
         config.mode != "auto" or n_train >= config.ladder_min_labels)
-    steps = plan_epochs(int(n_train * (1 - config.validation_fraction)), config)[2]
+    # The refit's steps are not known before the fine-tuning runs end; the plan for every
+    # label is their upper bound.
+    refit = plan_epochs(n_train, config)[2] if fine_tunes and config.refit else 0
+    if crossfits(config, n_train):
+        folds = config.crossfit_folds
+        steps = folds * plan_epochs(n_train * (folds - 1) // folds, config)[2]
+    else:
+        steps = plan_epochs(int(n_train * (1 - config.validation_fraction)), config)[2]
+        refit = refit if config.validation_fraction > 0 else 0
     return RoundEta([
         Phase("features", n_train),
         Phase("train", steps if fine_tunes else 0, per_unit_texts=config.batch_size,
               backward=True),
+        Phase("refit", refit,
+              per_unit_texts=config.batch_size, backward=True),
         Phase("evaluating", n_holdout),
         Phase("scoring", n_pool),
     ])

@@ -75,6 +75,18 @@ class TrainConfig:
     ladder: tuple[str, ...] = ("full",)  # mode auto: the fine-tuning rungs it may fit
     ladder_min_labels: int = 40  # mode auto: labels before any fine-tuning rung is tried
     calibrate: bool = True  # temperature (and multi-label thresholds) on held-out logits
+    # A fine-tuned rung, once picked, is trained again on every label (the validation
+    # split included) for as many epochs as its validation run kept; the temperature
+    # fitted on that run's validation logits carries over. At 100 labels the split holds
+    # a fifth of them.
+    refit: bool = True
+    # Up to this many labels (and with refit on, and no warm start) the fine-tuning rungs
+    # are cross-fitted instead of scored on one validation split: one model per fold,
+    # each scored on the fold it did not see. Every label then votes in the rung choice
+    # and in the temperature (a fifth of 100 labels is too few for either), at the cost
+    # of ``crossfit_folds`` fine-tunes before the refit. 0 turns it off.
+    crossfit_max_labels: int = 0
+    crossfit_folds: int = 4
     # Fine-tuning rungs start from the previous round's encoder when the caller passes
     # one (TextClassifier.fit(warm_start=...)), with this many fewer steps: it has
     # already learnt most of what the labels teach.
@@ -109,6 +121,8 @@ class TrainConfig:
             raise ValueError("layer_lr_decay must be in (0, 1]")
         if not 0.0 < self.warm_start_step_fraction <= 1.0:
             raise ValueError("warm_start_step_fraction must be in (0, 1]")
+        if self.crossfit_folds < 2 and self.crossfit_max_labels > 0:
+            raise ValueError("crossfit_folds must be >= 2 (or crossfit_max_labels 0: off)")
         if self.head_c is not None and self.head_c <= 0:
             raise ValueError("head_c must be > 0 (or None: cross-validated)")
 

@@ -35,7 +35,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +178,25 @@ def validation_noise(score: float, n: int) -> float:
         return 0.0
     p = min(max(score, 0.05), 0.95)
     return math.sqrt(p * (1.0 - p) / n)
+
+
+def refit_steps(history: list[dict[str, float]], n_train: int, n_all: int) -> int:
+    """Optimizer steps for training again on ``n_all`` labels: as many epochs as the
+    validation run's kept epoch had done on ``n_train``. 0 when that run kept its
+    starting point (fine-tuning never beat the probe it started from)."""
+    kept = [h["steps"] for h in history if h.get("kept") and "steps" in h]
+    if not kept or kept[-1] <= 0 or n_train <= 0:
+        return 0
+    return max(1, math.ceil(kept[-1] * n_all / n_train))
+
+
+def crossfits(config: TrainConfig, n_labels: int, *, warm: bool = False) -> bool:
+    """Whether a fit of ``n_labels`` labels cross-fits its fine-tuning rungs
+    (``TrainConfig.crossfit_max_labels``) rather than scoring them on one validation
+    split. Not from a warm start: the previous round's encoder has seen every fold."""
+    return (config.mode != "head" and config.refit and not warm
+            and config.crossfit_max_labels > 0
+            and config.min_examples_for_validation <= n_labels <= config.crossfit_max_labels)
 
 
 def plan_epochs(n_train: int, config: TrainConfig, *, warm: bool = False
@@ -645,8 +664,9 @@ def fine_tune(
 
     if len(data.val_idx) and cfg.lp_init:
         score, loss = validate()
-        history.append({"epoch": -1.0, "val_score": score, "val_loss": loss})
-        keep_best(score, loss)
+        kept = keep_best(score, loss)
+        history.append({"epoch": -1.0, "val_score": score, "val_loss": loss, "steps": 0.0,
+                        "kept": float(kept)})
 
     def on_step() -> None:
         nonlocal step
@@ -668,7 +688,9 @@ def fine_tune(
             score, loss = validate()
             record.update(val_score=score, val_loss=loss)
             report("validate", epoch + 1, epochs)
-            stale = 0 if keep_best(score, loss) else stale + 1
+            kept = keep_best(score, loss)
+            record["kept"] = float(kept)
+            stale = 0 if kept else stale + 1
         history.append(record)
         if len(data.val_idx) and stale >= cfg.early_stopping_patience and step >= min_steps:
             break
@@ -743,10 +765,16 @@ class TextClassifier:
         if len(targets) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(targets)} targets")
         keys = [str(d) for d in doc_ids] if doc_ids is not None else text_ids(texts)
-        train_idx, val_idx = validation_split(
-            keys, targets, fraction=cfg.validation_fraction, seed=cfg.seed,
-            min_examples=cfg.min_examples_for_validation,
-        )
+        crossfit = crossfits(cfg, len(targets),
+                             warm=warm_start is not None and cfg.warm_start)
+        if crossfit:
+            train_idx = np.arange(len(targets))
+            val_idx = train_idx[:0]
+        else:
+            train_idx, val_idx = validation_split(
+                keys, targets, fraction=cfg.validation_fraction, seed=cfg.seed,
+                min_examples=cfg.min_examples_for_validation,
+            )
         device = pick_device(cfg.device)
         base, tokenizer = build_model(cfg, k)
         base.to(device)
@@ -758,7 +786,7 @@ class TextClassifier:
 
         # The linear probe: the frozen encoder's pooled vectors, once for every label.
         frozen = self._features(base, data, report)
-        rungs = self._rungs(len(train_idx), len(val_idx) > 0)
+        rungs = self._rungs(len(train_idx), crossfit or len(val_idx) > 0)
         probe_rows = train_idx if (rungs and len(val_idx)) else np.arange(len(targets))
         t0 = time.perf_counter()
         probe = fit_linear_head(
@@ -771,6 +799,13 @@ class TextClassifier:
         }}
         if rungs and len(val_idx):
             candidates["head"].update(self._validation(probe.logits(frozen[val_idx]), data))
+        if rungs and crossfit:
+            if keep_candidates:
+                self.candidates_: dict[str, TextClassifier] = {}  # no single-rung models
+            return self._fit_crossfitted(
+                rungs, data=data, frozen=frozen, probe=probe, base=base,
+                candidates=candidates, trainer=encoder_trainer or fine_tune, report=report,
+                doc_ids=doc_ids, texts=texts, started=started, device=device)
 
         # The fine-tuning rungs, each from a fresh copy of the encoder (or the previous
         # round's, warm) and the probe's head.
@@ -811,7 +846,6 @@ class TextClassifier:
             candidates["head"]["tolerance"] = round(tolerance, 4)
         else:
             pick = rungs[0] if rungs else "head"
-        self.rung_ = pick
 
         if keep_candidates:
             self.candidates_ = {
@@ -827,6 +861,7 @@ class TextClassifier:
                 C=probe.C, seed=cfg.seed, out_of_fold=pick == "head",
             )
         self.probe_ = probe
+        refit: dict[str, Any] | None = None
         if pick == "head":
             model = base
             _set_head(model, probe.weight, probe.bias)
@@ -836,28 +871,142 @@ class TextClassifier:
             model = tuned[pick]
             held_logits, held_targets = val_logits.get(pick), targets[val_idx]
             calibration_on = "validation"
-        del tuned
+            steps = refit_steps(histories[pick], len(train_idx), len(targets))
+            if cfg.refit and len(val_idx) and steps:
+                del tuned
+                t0 = time.perf_counter()
+                model = self._refit(pick, steps, start=start, base=base, frozen=frozen,
+                                    data=data, probe=probe,
+                                    trainer=encoder_trainer or fine_tune, report=report)
+                refit = {"steps": steps, "n": int(len(targets)),
+                         "seconds": round(time.perf_counter() - t0, 3)}
+        tuned = {}
+        return self._conclude(
+            model, pick, held_logits, held_targets, calibration_on, targets=targets,
+            texts=texts, doc_ids=doc_ids, started=started, device=device, report=report,
+            record={"n_train": int(len(train_idx)), "n_validation": int(len(val_idx)),
+                    "history": histories.get(pick, []),
+                    "ladder": {"mode": cfg.mode, "pick": pick, "candidates": candidates,
+                               "refit": refit}})
+
+    def _conclude(self, model: PooledClassifier, pick: str, held_logits: np.ndarray | None,
+                  held_targets: np.ndarray, calibration_on: str, *, targets: np.ndarray,
+                  texts: Sequence[str], doc_ids: Sequence[Any] | None, started: float,
+                  device: torch.device, report: ProgressFn, record: dict[str, Any]
+                  ) -> TextClassifier:
+        """Keeps ``model`` (the ladder's ``pick``), calibrates it on the held-out logits
+        and records the fit."""
+        self.rung_ = pick
         model.eval()
         self.model_ = model
         calibration, validation = self._calibrate(held_logits, held_targets, report)
         calibration["on"] = calibration_on
-
         names = self._label_names(targets)
         self.classes_ = list(self.labels)
         self.data_fingerprint_ = data_fingerprint(
             list(doc_ids) if doc_ids is not None else text_ids(texts), names
         )
         self.metrics_: dict[str, Any] = {
-            "n_train": int(len(train_idx)),
-            "n_validation": int(len(val_idx)),
+            "n_train": record["n_train"],
+            "n_validation": record["n_validation"],
             "validation": validation,
-            "history": histories.get(pick, []),
-            "ladder": {"mode": cfg.mode, "pick": pick, "candidates": candidates},
+            "history": record["history"],
+            "ladder": record["ladder"],
             "calibration": calibration,
             "fit_seconds": round(time.perf_counter() - started, 3),
             "device": str(device),
         }
         return self
+
+    def _fit_crossfitted(
+        self, rungs: list[str], *, data: FitData, frozen: np.ndarray, probe: LinearHead,
+        base: PooledClassifier, candidates: dict[str, dict[str, Any]],
+        trainer: EncoderTrainer, report: ProgressFn, doc_ids: Sequence[Any] | None,
+        texts: Sequence[str], started: float, device: torch.device,
+    ) -> TextClassifier:
+        """The ladder on few labels (``crossfits``): each fine-tuning rung is trained once
+        per fold and scored on the fold it did not see, so the rung choice and the
+        temperature rest on out-of-fold logits of every label; the head is scored on its
+        own cross-validated logits. The rung kept is then trained again on every label
+        for the mean number of epochs the folds kept."""
+        cfg, k, n = self.config, len(self.labels), len(data.targets)
+        targets = data.targets
+        folds = _folds(targets, cfg.crossfit_folds, cfg.seed)
+        head_score, head_loss = score_logits(targets, probe.oof_logits, self.labels,
+                                             multi_label=cfg.multi_label)
+        candidates["head"].update(val_score=round(head_score, 4), val_loss=round(head_loss, 4))
+        oof: dict[str, np.ndarray] = {}
+        kept: dict[str, list[int]] = {}
+        histories: dict[str, list[dict[str, float]]] = {}
+        n_fit = [len(train_rows) for train_rows, _ in folds]
+        for rung in rungs:
+            t0 = time.perf_counter()
+            oof[rung], kept[rung] = np.zeros((n, k)), []
+            epochs = []
+            for i, (train_rows, val_rows) in enumerate(folds):
+                fold = FitData(data.ids, targets, train_rows, val_rows, data.pad_id)
+                model = copy.deepcopy(base)
+                if cfg.lp_init:
+                    init = fit_linear_head(
+                        frozen[train_rows], targets[train_rows], n_labels=k,
+                        labels=self.labels, multi_label=cfg.multi_label,
+                        class_weighting=cfg.class_weighting, C=min(probe.C, LP_INIT_MAX_C),
+                        seed=cfg.seed, out_of_fold=False)
+                    _set_head(model, init.weight, init.bias)
+
+                def fold_report(phase: str, step: int, total: int, i: int = i) -> None:
+                    if phase == "train":
+                        report(phase, i * total + step, len(folds) * total)
+                    elif phase != "validate":
+                        report(phase, step, total)
+
+                model, history = trainer(model, rung, data=fold, config=cfg,
+                                         labels=self.labels, report=fold_report)
+                oof[rung][val_rows], _ = forward_logits(
+                    model, [data.ids[j] for j in val_rows], pad_id=data.pad_id,
+                    batch_size=cfg.eval_batch_size, features=False)
+                kept[rung].append(refit_steps(history, 1, 1))
+                epochs.append(sum(1 for h in history if h["epoch"] >= 0))
+                histories.setdefault(rung, history)
+                del model
+            score, loss = score_logits(targets, oof[rung], self.labels,
+                                       multi_label=cfg.multi_label)
+            candidates[rung] = {"seconds": round(time.perf_counter() - t0, 3), "warm": False,
+                                "epochs": round(float(np.mean(epochs)), 1),
+                                "folds": len(folds), "val_score": round(score, 4),
+                                "val_loss": round(loss, 4)}
+
+        # The pick, as on a validation split, but the noise is that of all n labels.
+        if cfg.mode == "auto":
+            order = ["head", *rungs]
+            scores = {r: float(candidates[r]["val_score"]) for r in order}
+            tolerance = validation_noise(max(scores.values()), n)
+            pick = [r for r in order if scores[r] >= max(scores.values()) - tolerance][-1]
+            candidates["head"]["tolerance"] = round(tolerance, 4)
+        else:
+            pick = rungs[0]
+        steps = 0
+        if pick != "head":
+            steps = math.ceil(float(np.mean(kept[pick])) * n / float(np.mean(n_fit)))
+        refit: dict[str, Any] | None = None
+        if steps:
+            t0 = time.perf_counter()
+            model = self._refit(pick, steps, start=None, base=base, frozen=frozen, data=data,
+                                probe=probe, trainer=trainer, report=report)
+            refit = {"steps": steps, "n": n, "seconds": round(time.perf_counter() - t0, 3)}
+            held_logits = oof[pick]
+        else:
+            # No fold's fine-tuning beat the probe it started from: the probe it is.
+            pick, model = "head", base
+            _set_head(model, probe.weight, probe.bias)
+            held_logits = probe.oof_logits
+        self.probe_ = probe
+        return self._conclude(
+            model, pick, held_logits, targets, "out-of-fold", targets=targets, texts=texts,
+            doc_ids=doc_ids, started=started, device=device, report=report,
+            record={"n_train": n, "n_validation": n, "history": histories.get(pick, []),
+                    "ladder": {"mode": cfg.mode, "pick": pick, "candidates": candidates,
+                               "refit": refit, "folds": len(folds)}})
 
     def probe_proba(self, texts: Sequence[str]) -> np.ndarray:
         """(n, k) probabilities of the linear probe on the frozen base encoder, fitted on
@@ -918,6 +1067,28 @@ class TextClassifier:
             seed=self.config.seed, out_of_fold=False,
         )
         _set_head(model, warm_probe.weight, warm_probe.bias)
+        return model
+
+    def _refit(self, rung: str, steps: int, *, start: PooledClassifier | None,
+               base: PooledClassifier, frozen: np.ndarray, data: FitData, probe: LinearHead,
+               trainer: EncoderTrainer, report: ProgressFn) -> PooledClassifier:
+        """Rung ``rung`` trained again from its starting point on every label for
+        ``steps`` optimizer steps, with no validation split left to stop it."""
+        cfg = self.config
+        everything = np.arange(len(data.targets))
+        model = copy.deepcopy(start if start is not None else base)
+        if cfg.lp_init and start is None:
+            init = probe if probe.C <= LP_INIT_MAX_C else fit_linear_head(
+                frozen, data.targets, n_labels=len(self.labels), labels=self.labels,
+                multi_label=cfg.multi_label, class_weighting=cfg.class_weighting,
+                C=LP_INIT_MAX_C, seed=cfg.seed, out_of_fold=False)
+            _set_head(model, init.weight, init.bias)
+        fixed = replace(cfg, epochs=None, min_steps=steps, max_steps=steps)
+        whole = FitData(data.ids, data.targets, everything, everything[:0], data.pad_id)
+        model, _ = trainer(
+            model, rung, data=whole, config=fixed, labels=self.labels,
+            report=lambda phase, step, total: report(
+                "refit" if phase == "train" else phase, step, total))
         return model
 
     def _calibrate(self, held_logits: np.ndarray | None, held_targets: np.ndarray,

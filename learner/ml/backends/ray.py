@@ -376,8 +376,9 @@ def _ddp_train_loop(loop_config: dict[str, Any]) -> None:
         stop = [False]
         if rank == 0 and len(val_idx):
             score, val_loss = validate()
-            record.update(val_score=score, val_loss=val_loss)
-            stale = 0 if keep_best(score, val_loss) else stale + 1
+            kept = keep_best(score, val_loss)
+            record.update(val_score=score, val_loss=val_loss, kept=float(kept))
+            stale = 0 if kept else stale + 1
             stop[0] = stale >= cfg.early_stopping_patience and step >= min_steps
         history.append(record)
         if world > 1:

@@ -18,9 +18,11 @@ from learner.ml.train import (
     build_loss,
     build_model,
     class_weights,
+    crossfits,
     param_groups,
     plan_epochs,
     pos_weights,
+    refit_steps,
     tune_thresholds,
     unused_parameters,
     validation_noise,
@@ -36,6 +38,7 @@ def tiny_config(tiny_model_dir: Path) -> TrainConfig:
     return TrainConfig(
         model_name_or_path=str(tiny_model_dir), max_length=32, batch_size=8, epochs=2,
         learning_rate=1e-3, head_learning_rate=1e-3, device="cpu",
+        crossfit_max_labels=0,  # the validation-split path; cross-fitting has its own tests
     )
 
 
@@ -181,6 +184,91 @@ def test_training_reports_progress_up_to_the_total(tiny_config: TrainConfig, toy
     assert {"features", "head", "validate", "calibrate"} <= {c[0] for c in calls}
 
 
+def test_refit_trains_as_many_epochs_as_the_kept_one_on_every_label() -> None:
+    history = [{"epoch": -1.0, "steps": 0.0, "kept": 1.0},
+               {"epoch": 0.0, "steps": 5.0, "kept": 1.0},
+               {"epoch": 1.0, "steps": 10.0, "kept": 1.0},
+               {"epoch": 2.0, "steps": 15.0, "kept": 0.0}]
+    assert refit_steps(history, 80, 100) == 13  # 10 steps on 80 labels: 2 epochs of 100
+    # The starting point kept: fine-tuning never beat the probe, nothing to refit.
+    assert refit_steps([history[0], {**history[1], "kept": 0.0}], 80, 100) == 0
+    assert refit_steps([], 80, 100) == 0
+
+
+def test_the_picked_rung_is_trained_again_on_every_label(tiny_config: TrainConfig,
+                                                          toy_texts: Toy) -> None:
+    """The validation split's labels are used twice: to choose how long to train, then as
+    training data. The model kept is the refit, not the validation run's (kept in
+    ``candidates_``), and the round's progress shows the refit as its own phase."""
+    texts, labels = toy_texts
+    calls: list[tuple[str, int, int]] = []
+    config = replace(tiny_config, mode="full", epochs=None, min_steps=10, max_epochs=3)
+    clf = TextClassifier(config, LABELS).fit(texts, labels, keep_candidates=True,
+                                             progress=lambda *a: calls.append(a))
+    refit = clf.metrics_["ladder"]["refit"]
+    kept = [h["steps"] for h in clf.metrics_["history"] if h.get("kept")][-1]
+    n_train = clf.metrics_["n_train"]
+    assert refit["n"] == len(texts) > n_train
+    assert refit["steps"] == refit_steps(clf.metrics_["history"], n_train, len(texts)) > kept
+    steps = [c for c in calls if c[0] == "refit"]
+    assert steps[-1][1] == steps[-1][2] == refit["steps"]
+    assert not np.allclose(clf.predict_proba(texts),
+                           clf.candidates_["full"].predict_proba(texts))
+    assert clf.metrics_["calibration"]["on"] == "validation"  # the validation run's logits
+
+    without = TextClassifier(replace(config, refit=False), LABELS).fit(
+        texts, labels, keep_candidates=True)
+    assert without.metrics_["ladder"]["refit"] is None
+    np.testing.assert_allclose(without.predict_proba(texts),
+                               without.candidates_["full"].predict_proba(texts), atol=1e-6)
+
+
+def test_few_labels_cross_fit_the_rungs_and_refit_the_pick_on_every_label(
+        tiny_config: TrainConfig, toy_texts: Toy) -> None:
+    """Every label is scored out of fold: the rung choice and the temperature rest on all
+    60, not on the dozen a validation split would hold, and the model kept trains on all
+    60 for the mean of the steps the folds kept."""
+    texts, labels = toy_texts
+    calls: list[tuple[str, int, int]] = []
+    config = replace(tiny_config, mode="auto", ladder_min_labels=10, crossfit_max_labels=200,
+                     crossfit_folds=3, epochs=None, min_steps=10, max_epochs=3)
+    assert crossfits(config, len(texts))
+    clf = TextClassifier(config, LABELS).fit(texts, labels,
+                                             progress=lambda *a: calls.append(a))
+    ladder = clf.metrics_["ladder"]
+    assert ladder["folds"] == 3
+    assert clf.metrics_["n_validation"] == clf.metrics_["n_train"] == len(texts)
+    full, head = ladder["candidates"]["full"], ladder["candidates"]["head"]
+    assert full["folds"] == 3 and 0 <= full["val_score"] <= 1 and 0 <= head["val_score"] <= 1
+    assert head["tolerance"] == pytest.approx(
+        validation_noise(max(full["val_score"], head["val_score"]), len(texts)), abs=1e-4)
+    assert clf.metrics_["calibration"]["n"] == len(texts)
+    if clf.rung_ == "full":
+        assert clf.metrics_["calibration"]["on"] == "out-of-fold"
+        assert ladder["refit"]["n"] == len(texts) and ladder["refit"]["steps"] > 0
+        refit = [c for c in calls if c[0] == "refit"]
+        assert refit[-1][1] == refit[-1][2] == ladder["refit"]["steps"]
+    # The folds' training reports one rising count over all of them.
+    train = [c for c in calls if c[0] == "train"]
+    assert [c[1] for c in train] == sorted(c[1] for c in train)
+    assert len({c[2] for c in train}) == 1
+    probs = clf.predict_proba(texts)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_cross_fitting_applies_to_few_labels_and_never_from_a_warm_start() -> None:
+    config = TrainConfig(crossfit_max_labels=200, min_examples_for_validation=40)
+    assert crossfits(config, 100)
+    assert not crossfits(config, 30)  # too few even for folds: the head alone
+    assert not crossfits(config, 201)  # enough for a validation split
+    assert not crossfits(config, 100, warm=True)  # the warm encoder saw every fold
+    assert not crossfits(replace(config, refit=False), 100)
+    assert not crossfits(replace(config, mode="head"), 100)
+    assert not crossfits(replace(config, crossfit_max_labels=0), 100)
+    with pytest.raises(ValueError):
+        TrainConfig(crossfit_folds=1)
+
+
 def test_the_same_seed_gives_identical_probabilities(tiny_config: TrainConfig, toy_texts: Toy
                                                      ) -> None:
     texts, labels = toy_texts
@@ -260,7 +348,8 @@ def test_probabilities_are_calibrated_by_a_fitted_temperature(
     tiny_config: TrainConfig, toy_texts: Toy
 ) -> None:
     texts, labels = toy_texts
-    clf = TextClassifier(replace(tiny_config, mode="full"), LABELS).fit(texts, labels)
+    clf = TextClassifier(replace(tiny_config, mode="full", refit=False), LABELS).fit(
+        texts, labels)
     calibration = clf.metrics_["calibration"]
     assert calibration["on"] == "validation"
     assert calibration["temperature"] == pytest.approx(clf.temperature_, rel=1e-4)
