@@ -207,7 +207,7 @@ class RoundSerializer(serializers.ModelSerializer):
 
 class RoundDetailSerializer(RoundSerializer):
     class Meta(RoundSerializer.Meta):
-        fields = [*RoundSerializer.Meta.fields, "config", "metrics", "timings"]
+        fields = [*RoundSerializer.Meta.fields, "config", "metrics", "groups", "timings"]
         read_only_fields = fields
 
 

@@ -602,7 +602,10 @@ class PredictView(ProjectScoped, APIView):
                    responses=responses({200: s.PredictResponseSerializer}, throttled=True),
                    description="Labels and probabilities for texts from a done round's "
                                "model (default: the latest), run by PyTorch or by the "
-                               "round's ONNX export. Nothing is stored. A request holds at "
+                               "round's ONNX export. Each text's top label and its "
+                               "probability are recorded for the lead's monitoring (the "
+                               "text itself only if the lead turned that on). A request "
+                               "holds at "
                                "most LABELWISE_PREDICT_MAX_TEXTS texts (default 256) of "
                                "LABELWISE_PREDICT_MAX_CHARS characters in all (default "
                                "1,000,000), else 400; each user may call it "
@@ -617,6 +620,9 @@ class PredictView(ProjectScoped, APIView):
             result = inference.predict(round, data.validated_data["texts"], runtime=runtime)
         except inference.NoModel as exc:
             raise Conflict(str(exc), code="no_model") from None
+        learner_services.served_predictions_record(
+            round=round, labels=result.labels, probabilities=result.probabilities,
+            texts=data.validated_data["texts"])
         multi = self.project.is_multi_label
         return Response({
             "round": round.number,

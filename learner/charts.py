@@ -361,3 +361,60 @@ def histogram(
             f"<title>{escape(f'{num(edges[i])}–{num(edges[i + 1])}: {count}')}</title></rect>"
         )
     return _svg(width, height, title, body, css="histogram")
+
+
+@dataclass(frozen=True)
+class BarSeries:
+    name: str
+    values: Sequence[float]
+    colour: str = PALETTE[0]
+
+
+def grouped_bars(
+    categories: Sequence[str],
+    series: Sequence[BarSeries],
+    *,
+    title: str = "Grouped bars",
+    x_label: str = "",
+    y_label: str = "Share",
+    value_digits: int = 3,
+    width: int = 520,
+    height: int = 240,
+    label_every: int = 1,
+) -> SafeString:
+    """Vertical bars, one group per category with a bar per series side by side (a
+    production sample beside the holdout, say), a legend above; `label_every` writes every
+    n-th category name under the axis (all of them are in the bars' tooltips)."""
+    top = max((v for s in series for v in s.values), default=0.0)
+    y_ticks = nice_ticks(0.0, top or 1.0, 4)
+    frame = _Frame(left=56, top=30, width=width - 72, height=height - 78,
+                   x_min=0.0, x_max=max(len(categories), 1), y_min=0.0, y_max=y_ticks[-1])
+    body = _axes(frame, [], y_ticks, x_label=x_label, y_label=y_label)
+    legend_x = frame.left
+    body.append('<g class="legend">')
+    for s in series:
+        body.append(f'<rect x="{num(legend_x)}" y="8" width="12" height="12" rx="2" '
+                    f'fill="{escape(s.colour)}"/>')
+        body.append(_text(legend_x + 17, 18, s.name, anchor="start"))
+        legend_x += 30 + 7.2 * len(s.name)
+    body.append("</g>")
+    slot = frame.width / max(len(categories), 1)
+    bar_w = max((slot - 4) / max(len(series), 1), 1.0)
+    bottom = frame.top + frame.height
+    for i, category in enumerate(categories):
+        x0 = frame.left + i * slot + 2
+        for j, s in enumerate(series):
+            value = float(s.values[i]) if i < len(s.values) else 0.0
+            y = frame.py(value)
+            tip = f"{category}, {s.name}: {num(value, value_digits)}"
+            body.append(
+                f'<rect class="bar" data-series="{escape(s.name)}" '
+                f'x="{num(x0 + j * bar_w)}" y="{num(y)}" width="{num(bar_w)}" '
+                f'height="{num(bottom - y)}" fill="{escape(s.colour)}">'
+                f"<title>{escape(tip)}</title></rect>"
+            )
+        if i % max(label_every, 1) == 0:
+            body.append(_text(frame.left + (i + 0.5) * slot, bottom + 16,
+                              _short(category, max(int(slot * label_every / CHAR_W), 3)),
+                              extra=' class="tick x"'))
+    return _svg(width, height, title, body, css="grouped-bars")

@@ -220,6 +220,8 @@ def model_card(
             "n", "accuracy", "macro_f1", "micro_f1", "weighted_f1",
             "expected_calibration_error") if key in holdout} or None,
         "per_class": holdout.get("per_class"),
+        # Holdout metrics per value of the lead's group fields, flagged ones marked.
+        "groups": round.groups or None,
         "onnx": onnx,
         "trained_at": round.finished_at.isoformat() if round.finished_at else None,
         "exported_at": timezone.now().isoformat(timespec="seconds"),
@@ -321,6 +323,7 @@ def _card_markdown(card: dict[str, Any]) -> str:
                   for key, value in metrics.items()]
     else:
         lines.append("No holdout was reserved, so there are no held-out metrics.")
+    lines += _groups_markdown(card.get("groups"))
     if card["onnx"]:
         onnx = card["onnx"]
         lines += ["", "## This ONNX file against the PyTorch model (holdout)", ""]
@@ -346,6 +349,31 @@ def _card_markdown(card: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _groups_markdown(groups: dict[str, Any] | None) -> list[str]:
+    """The holdout per metadata group, flagged groups first named, then a table per
+    field; nothing when the lead named no group fields."""
+    if not groups or not groups.get("fields"):
+        return []
+    flagged = [f"{field} = {row['value']}" for field, rows in groups["fields"].items()
+               for row in rows if row["flagged"]]
+    lines = [
+        "", "## Holdout by group", "",
+        f"Macro-F1 per metadata group with a 95% bootstrap interval; a group is flagged "
+        f"when it is more than {groups['margin']} below the whole holdout's "
+        f"({groups['overall_macro_f1']:.4f}).",
+        "",
+        ("Flagged: " + ", ".join(flagged) + "." if flagged else "No group is flagged."),
+    ]
+    for field, rows in groups["fields"].items():
+        lines += ["", f"| {field} | documents | macro-F1 | 95% interval | flagged |",
+                  "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {row['value']} | {row['n']} | {row['macro_f1']:.4f} | "
+                  f"{row['macro_f1_low']:.4f}-{row['macro_f1_high']:.4f} | "
+                  f"{'yes' if row['flagged'] else ('too few' if not row['judged'] else 'no')} |"
+                  for row in rows]
+    return lines
 
 
 def _write_card(folder: Path, card: dict[str, Any]) -> None:

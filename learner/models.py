@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from annotate.models import Document, GuidelineVersion, Project
 from learner.base_models import validate_base_model_name
@@ -64,6 +65,36 @@ class LearnerSettings(models.Model):
                   "this (0-1).",
     )
     seed = models.PositiveIntegerField(default=0)
+    # Monitoring: what the predictions endpoint records, and when production counts as
+    # drifted from the holdout (learner.ml.monitoring).
+    record_predictions = models.BooleanField(
+        default=True,
+        help_text="Record every prediction the API serves: round, top label, confidence.",
+    )
+    record_texts = models.BooleanField(
+        default=False,
+        help_text="Record the predicted texts too (needed to queue them for annotation).",
+    )
+    drift_threshold = models.FloatField(
+        default=0.25,
+        help_text="A day's predictions drift when the population stability index of their "
+                  "confidences or predicted labels against the holdout's reaches this.",
+    )
+    drift_queue = models.BooleanField(
+        default=False,
+        help_text="On drift, add the day's least confident recorded texts to the pool "
+                  "(tagged source=production) and queue a round.",
+    )
+    drift_queue_size = models.PositiveIntegerField(
+        default=50, help_text="Texts added to the pool per drift alert, least confident first."
+    )
+    # Metadata fields whose values the holdout is broken down by, every round.
+    group_fields = models.JSONField(default=list, blank=True)
+    group_margin = models.FloatField(
+        default=0.1,
+        help_text="Flag a group whose holdout macro-F1 is more than this below the "
+                  "whole holdout's.",
+    )
 
     def __str__(self) -> str:
         return f"Learner settings of {self.project}"
@@ -97,6 +128,7 @@ class Round(models.Model):
         TIMER = "timer", "Timer"
         COLD_START = "cold_start", "Cold start (no model yet)"
         ADAPT = "adapt", "Domain adaptation (encoder only)"
+        DRIFT = "drift", "Drift in production"
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
 
@@ -129,6 +161,11 @@ class Round(models.Model):
     # calibration (temperature, ECE before and after), the validation split's size.
     fit = models.JSONField(default=dict, blank=True)
     timings = models.JSONField(default=dict, blank=True)
+    # What production predictions are compared with (learner.ml.monitoring.profile_of on
+    # the holdout): its confidence histogram and predicted-label counts.
+    holdout_profile = models.JSONField(default=dict, blank=True)
+    # Holdout metrics per value of the lead's group fields (monitoring.group_metrics).
+    groups = models.JSONField(default=dict, blank=True)
     artifact_path = models.CharField(max_length=500, blank=True)
     error = models.TextField(blank=True)
     traceback = models.TextField(blank=True)
@@ -201,3 +238,56 @@ class Prediction(models.Model):
 
     def __str__(self) -> str:
         return f"Prediction of round {self.round_id} for document {self.document_id}"
+
+
+class ServedPrediction(models.Model):
+    """One text the predictions endpoint answered: which round's model, its top label and
+    that label's probability. The text itself only when the lead turned recording texts
+    on (LearnerSettings.record_texts). Written in one bulk insert per request."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    round = models.ForeignKey(Round, on_delete=models.CASCADE, related_name="served")
+    label = models.CharField(max_length=200)
+    confidence = models.FloatField()
+    text = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            # The dashboard's per-day counts and the drift check's day of one round.
+            models.Index(fields=["round", "created_at"], name="served_round_day_idx"),
+            models.Index(fields=["project", "created_at"], name="served_project_day_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Prediction served by round {self.round_id}: {self.label}"
+
+
+class DriftAlert(models.Model):
+    """A day on which a round's production predictions drifted from its holdout: the
+    project is marked while an alert is open (not cleared by a lead). At most one per
+    round and day, so a cleared alert stays cleared for that day."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    round = models.ForeignKey(Round, on_delete=models.CASCADE, related_name="drift_alerts")
+    day = models.DateField()
+    # learner.ml.monitoring.Drift.as_dict() at the check that raised it.
+    drift = models.JSONField(default=dict)
+    # Texts added to the pool for annotation, and the round queued after them.
+    queued_documents = models.PositiveIntegerField(default=0)
+    queued_round = models.ForeignKey(Round, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    cleared_at = models.DateTimeField(null=True, blank=True)
+    cleared_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["round", "day"], name="one_drift_alert_per_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"Drift of round {self.round_id} on {self.day}"

@@ -29,6 +29,7 @@ from learner.ml.backends import get_backend
 from learner.ml.calibration import ece_of
 from learner.ml.config import ScoreConfig, TrainConfig
 from learner.ml.evaluate import evaluate
+from learner.ml.monitoring import group_metrics, profile_of
 from learner.ml.progress import Phase, RoundEta
 from learner.ml.strategies import DEFAULT_STRATEGY, get_strategy
 from learner.ml.train import TextClassifier, crossfits, plan_epochs
@@ -147,13 +148,21 @@ def run_round(round: Round, progress: Progress) -> dict[str, Any]:
 
     metrics = None
     fit = _fit_summary(classifier)
+    profile: dict[str, Any] = {}
+    groups: dict[str, Any] = {}
     if hold_ids:
         report("evaluating", 0, len(hold_ids))
         t0 = time.perf_counter()
         hold_targets = _targets(hold_finals, index, multi)
         raw = classifier.logits(hold_texts, report=lambda b, n: report("evaluating", b, n))
-        metrics = evaluate(hold_targets, classifier.activate(raw), names,
+        hold_probs = classifier.activate(raw)
+        metrics = evaluate(hold_targets, hold_probs, names,
                            multi_label=multi, thresholds=classifier.thresholds_)
+        # What the predictions endpoint's traffic is compared with (drift), and the
+        # holdout broken down by the lead's metadata fields.
+        profile = profile_of(hold_probs, names)
+        groups = _group_metrics(round, hold_ids, hold_targets, hold_probs,
+                                thresholds=classifier.thresholds_, multi_label=multi)
         # The holdout's calibration error before and after the temperature (the fit's own
         # figures are on the labels it calibrated with, so they flatter).
         before = ece_of(raw, hold_targets, multi_label=multi,
@@ -198,9 +207,34 @@ def run_round(round: Round, progress: Progress) -> dict[str, Any]:
         "data_fingerprint": fingerprint,
         "guideline_version": guideline,
         "metrics": metrics,
+        "holdout_profile": profile,
+        "groups": groups,
         "timings": timings,
         "artifact_path": str(path),
     }
+
+
+def _group_metrics(round: Round, hold_ids: list[int], truth: Any, probs: np.ndarray, *,
+                   thresholds: Any, multi_label: bool) -> dict[str, Any]:
+    """Holdout metrics per value of each metadata field the lead named as a group
+    (round.config["groups"], copied from the settings when the round was requested);
+    {} when none is named."""
+    asked = round.config.get("groups") or {}
+    fields = [str(f) for f in asked.get("fields") or [] if str(f)]
+    if not fields:
+        return {}
+    meta = dict(Document.objects.filter(project_id=round.project_id,
+                                        split=Document.Split.HOLDOUT,
+                                        final_labels__isnull=False)
+                .values_list("id", "meta").iterator(chunk_size=2000))
+    values = {field: [(meta.get(doc_id) or {}).get(field) for doc_id in hold_ids]
+              for field in fields}
+    if multi_label:
+        pred = probs >= (thresholds if thresholds is not None else 0.5)
+    else:
+        pred = probs.argmax(axis=1)
+    return group_metrics(truth, pred, values, multi_label=multi_label,
+                         margin=float(asked.get("margin", 0.1)), seed=round.number)
 
 
 def _previous_model(round: Round) -> str | None:

@@ -11,19 +11,21 @@ import itertools
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db.models import Count, F, QuerySet
-from django.db.models.functions import Floor, TruncHour
+from django.db.models.functions import Floor, TruncDate, TruncHour
 from django.http import Http404
 from django.utils import timezone
 
 from annotate import agreement
 from annotate import selectors as annotate_selectors
 from annotate.models import Annotation, Label, Project
-from learner.models import Prediction, Round
+from learner.ml.monitoring import CONFIDENCE_BINS, Drift, drift_between
+from learner.models import DriftAlert, Prediction, Round, ServedPrediction
 
 # --- rounds --------------------------------------------------------------------------------
 
@@ -385,3 +387,89 @@ def agreement_cached(project: Project) -> Agreement:
         result = agreement_of(project)
         cache.set(key, result, AGREEMENT_TTL_SECONDS)
     return result
+
+
+# --- monitoring ----------------------------------------------------------------------------
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    """The day's first instant and the next day's, in the server's time zone."""
+    start = timezone.make_aware(datetime.combine(day, time.min))
+    return start, timezone.make_aware(datetime.combine(day + timedelta(days=1), time.min))
+
+
+def served_profile(round: Round, start: datetime, end: datetime) -> dict[str, Any]:
+    """The round's predictions served in [start, end) as a profile drift compares with the
+    holdout's (learner.ml.monitoring.profile_of): two GROUP BYs in the database."""
+    rows = ServedPrediction.objects.filter(round=round, created_at__gte=start,
+                                           created_at__lt=end)
+    counts = [0] * CONFIDENCE_BINS
+    for row in (rows.annotate(bucket=Floor(F("confidence") * CONFIDENCE_BINS))
+                .values("bucket").annotate(n=Count("id")).order_by()):
+        counts[min(max(int(row["bucket"]), 0), CONFIDENCE_BINS - 1)] += row["n"]
+    predicted = dict(rows.values_list("label").annotate(n=Count("id")).order_by())
+    return {"n": sum(counts), "bins": CONFIDENCE_BINS, "confidence": counts,
+            "predicted": predicted}
+
+
+def drift_between_profiles(reference: dict[str, Any], served: dict[str, Any], *,
+                           threshold: float) -> Drift:
+    return drift_between(reference.get("confidence") or [0] * CONFIDENCE_BINS,
+                         reference.get("predicted") or {}, served["confidence"],
+                         served["predicted"], threshold=threshold)
+
+
+def drift_of_day(round: Round, day: date, *, threshold: float) -> Drift:
+    """How far the round's predictions on `day` are from its holdout's."""
+    return drift_between_profiles(round.holdout_profile or {},
+                                  served_profile(round, *day_bounds(day)),
+                                  threshold=threshold)
+
+
+@dataclass(frozen=True)
+class MonitoredDay:
+    day: date
+    volume: int  # every prediction the project served that day, whichever round
+    profile: dict[str, Any]  # the monitored round's predictions that day
+    drift: Drift
+
+
+def monitoring_days(project: Project, round: Round | None, *, threshold: float,
+                    days: int = 14) -> list[MonitoredDay]:
+    """The last `days` days with predictions, newest first: the project's volume, and the
+    monitored round's profile and drift from its holdout. Grouped in the database by day
+    (three GROUP BYs over the window, whatever the number of rows)."""
+    end = day_bounds(timezone.localdate())[1]
+    start = end - timedelta(days=days)
+    served = ServedPrediction.objects.filter(created_at__gte=start, created_at__lt=end)
+    volume = dict(served.filter(project=project).annotate(day=TruncDate("created_at"))
+                  .values_list("day").annotate(n=Count("id")).order_by())
+    profiles: dict[date, dict[str, Any]] = {}
+
+    def profile(day: date) -> dict[str, Any]:
+        return profiles.setdefault(day, {"n": 0, "bins": CONFIDENCE_BINS,
+                                         "confidence": [0] * CONFIDENCE_BINS,
+                                         "predicted": {}})
+
+    if round is not None:
+        mine = served.filter(round=round).annotate(day=TruncDate("created_at"))
+        for day, bucket, n in (mine.annotate(bucket=Floor(F("confidence") * CONFIDENCE_BINS))
+                               .values_list("day", "bucket").annotate(n=Count("id"))
+                               .order_by()):
+            p = profile(day)
+            p["confidence"][min(max(int(bucket), 0), CONFIDENCE_BINS - 1)] += n
+            p["n"] += n
+        for day, label, n in mine.values_list("day", "label").annotate(n=Count("id")).order_by():
+            profile(day)["predicted"][label] = n
+    reference = (round.holdout_profile or {}) if round is not None else {}
+    return [
+        MonitoredDay(day=day, volume=volume.get(day, 0), profile=profile(day),
+                     drift=drift_between_profiles(reference, profile(day), threshold=threshold))
+        for day in sorted(set(volume) | set(profiles), reverse=True)
+    ]
+
+
+def drift_alerts_open(project: Project) -> QuerySet[DriftAlert]:
+    """The alerts that mark the project: raised and not cleared by a lead."""
+    return (DriftAlert.objects.filter(project=project, cleared_at__isnull=True)
+            .select_related("round", "queued_round").order_by("-day", "-id"))

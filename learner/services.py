@@ -7,20 +7,27 @@ progress and heartbeat onto the row.
 
 from __future__ import annotations
 
+import io
+import json
 import logging
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
 
+import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
 from annotate import selectors
+from annotate.io.importer import DocumentImportError, documents_import
 from annotate.models import Document, Project
+from learner import selectors as learner_selectors
 from learner.adaptation import adapted_encoder
 from learner.base_models import BaseModelUnavailable, base_model_folder
 from learner.ml.config import TrainConfig
-from learner.models import LearnerSettings, Round
+from learner.ml.monitoring import top_label
+from learner.models import DriftAlert, LearnerSettings, Round, ServedPrediction
 
 # A claimed round goes back to the queue this many times after its worker vanished, then
 # it is marked failed so a round that kills its worker (out of memory, say) cannot loop.
@@ -73,6 +80,9 @@ def round_request(
                                              ).to_dict(),
                     "strategy": settings.strategy,
                     "random_share": settings.random_share,
+                    # The metadata fields the holdout is broken down by (learner.pipeline).
+                    "groups": {"fields": list(settings.group_fields or []),
+                               "margin": settings.group_margin},
                     # What "N new labels since the last round" counts from.
                     "labels_at_request": labels_now,
                     **(extra or {}),
@@ -257,3 +267,130 @@ def rounds_recover_stale(*, heartbeat_timeout: timedelta) -> list[int]:
         if changed:
             touched.append(round_id)
     return touched
+
+
+# --- monitoring ----------------------------------------------------------------------------
+
+
+def served_predictions_record(
+    *, round: Round, labels: Sequence[str], probabilities: np.ndarray, texts: Sequence[str],
+) -> int:
+    """Records what the predictions endpoint answered, one row per text: the round, the
+    top label and its probability (and the text, when the lead records texts). One
+    settings read and one bulk insert; returns the rows written (0 when recording is off)."""
+    recording = (LearnerSettings.objects.filter(project_id=round.project_id)
+                 .values_list("record_predictions", "record_texts").first())
+    record, with_texts = recording if recording is not None else (True, False)
+    if not record:
+        return 0
+    index, confidence = top_label(probabilities)
+    now = timezone.now()
+    rows = [
+        ServedPrediction(project_id=round.project_id, round=round, label=labels[j],
+                         confidence=float(c), text=text if with_texts else "", created_at=now)
+        for j, c, text in zip(index.tolist(), confidence.tolist(), texts, strict=True)
+    ]
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # The request need not wait for the WAL flush (a few ms, measured by
+            # bench/monitoring.py): a crash may lose the last rows of a statistic, never
+            # anything else.
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        ServedPrediction.objects.bulk_create(rows)
+    return len(rows)
+
+
+def drift_check(*, project: Project, day: date | None = None) -> DriftAlert | None:
+    """Judges the day's predictions of the project's latest round against its holdout;
+    when they drifted, raises the day's alert (which marks the project) and, if the lead
+    asked for it, queues the least confident recorded texts for annotation and a round.
+    Returns the new alert, or None (no drift, not enough predictions, already raised)."""
+    round = learner_selectors.round_latest_done(project)
+    if round is None or not round.holdout_profile:
+        return None
+    day = day or timezone.localdate()
+    if DriftAlert.objects.filter(round=round, day=day).exists():
+        return None
+    settings = learner_settings_for(project)
+    drift = learner_selectors.drift_of_day(round, day, threshold=settings.drift_threshold)
+    if not drift.drifted:
+        return None
+    try:
+        with transaction.atomic():
+            alert = DriftAlert.objects.create(project=project, round=round, day=day,
+                                              drift=drift.as_dict())
+    except IntegrityError:
+        return None  # another worker raised it first
+    log.warning("Project %s: round %s's predictions on %s drifted (PSI %.3f).",
+                project.pk, round.number, day, drift.score)
+    if settings.drift_queue:
+        drift_texts_queue(alert=alert, size=settings.drift_queue_size)
+    return alert
+
+
+def drift_texts_queue(*, alert: DriftAlert, size: int) -> DriftAlert:
+    """Adds the alert day's least confident recorded texts to the pool as documents
+    tagged {"source": "production"} (through the importer: the project's duplicate check
+    and limits apply), then requests a round so the queue scores them. Without recorded
+    texts nothing is added, and the alert says why."""
+    start, end = learner_selectors.day_bounds(alert.day)
+    rows = (ServedPrediction.objects.filter(round=alert.round, created_at__gte=start,
+                                            created_at__lt=end).exclude(text="")
+            .order_by("confidence", "id").values_list("text", "label", "confidence"))
+    picked: dict[str, tuple[str, float]] = {}
+    for text, label, confidence in rows[: size * 4].iterator():
+        if len(picked) >= size:
+            break
+        picked.setdefault(text, (label, confidence))
+    project = alert.project
+    notes = []
+    if not picked:
+        notes.append("No texts were recorded that day (turn on recording texts to queue "
+                     "them for annotation).")
+    else:
+        lines = [json.dumps({"text": text, "meta": {
+            "source": "production", "served_by_round": alert.round.number,
+            "served_on": alert.day.isoformat(), "predicted": label,
+            "confidence": round(confidence, 4)}}) for text, (label, confidence) in picked.items()]
+        try:
+            report = documents_import(project=project, file=io.BytesIO(
+                ("\n".join(lines) + "\n").encode("utf-8")), fmt="jsonl",
+                user=project.created_by, name="production.jsonl")
+            alert.queued_documents = report.created
+        except DocumentImportError as exc:
+            notes.append(f"The texts could not be added: {exc}")
+        try:
+            alert.queued_round = round_request(project=project, trigger=Round.Trigger.DRIFT)
+        except (RoundBusy, BaseModelUnavailable) as exc:
+            notes.append(f"No round was queued: {exc}")
+    alert.note = " ".join(notes)
+    alert.save(update_fields=["queued_documents", "queued_round", "note"])
+    return alert
+
+
+def drift_checks_run(*, since: datetime) -> list[DriftAlert]:
+    """Checks every project that served predictions since `since` (the worker's last
+    pass); a failing project is logged and the others go on."""
+    alerts = []
+    for project in Project.objects.filter(
+        pk__in=LearnerSettings.objects.values("project_id")
+    ).order_by("pk"):
+        if not ServedPrediction.objects.filter(project=project, created_at__gte=since).exists():
+            continue
+        try:
+            alert = drift_check(project=project)
+        except Exception:  # noqa: BLE001 - monitoring must never stop the rounds
+            log.exception("Project %s: drift check failed", project.pk)
+            continue
+        if alert is not None:
+            alerts.append(alert)
+    return alerts
+
+
+def drift_alert_clear(*, alert: DriftAlert, user: AbstractBaseUser) -> DriftAlert:
+    """A lead has seen the alert: the project is no longer marked for it."""
+    DriftAlert.objects.filter(pk=alert.pk, cleared_at__isnull=True).update(
+        cleared_at=timezone.now(), cleared_by=user)
+    alert.refresh_from_db()
+    return alert

@@ -16,7 +16,7 @@ from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from annotate import selectors as annotate_selectors
@@ -26,7 +26,7 @@ from learner import charts, selectors, services
 from learner.adaptation import ADAPT_MAX_STEPS, ADAPT_STEPS, adaptation_request, adapted_encoder
 from learner.base_models import BaseModelUnavailable, base_model_choices
 from learner.ml.strategies import STRATEGIES
-from learner.models import LearnerSettings, Round
+from learner.models import DriftAlert, LearnerSettings, Round
 
 WATCHERS = (Membership.Role.LEAD, Membership.Role.REVIEWER, Membership.Role.VIEWER)
 ROUNDS_PER_PAGE = 50
@@ -164,8 +164,72 @@ def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
         ) if any(d.count for d in distribution) else "",
         throughput=selectors.annotator_throughput(project),
         agreement=selectors.agreement_cached(project),
+        **_monitoring_context(project, request.GET.get("day")),
     )
     return render(request, "learner/dashboard.html", context)
+
+
+def _shares(counts: list[int] | list[float]) -> list[float]:
+    total = sum(counts)
+    return [c / total if total else 0.0 for c in counts]
+
+
+def _monitoring_context(project: Project, day: str | None) -> dict:
+    """The predictions the API served, per day, against the latest round's holdout: the
+    volume, the predicted labels and the confidences beside the holdout's, the drift score;
+    and the open drift alerts that mark the project."""
+    settings = services.learner_settings_for(project)
+    monitored = selectors.round_latest_done(project)
+    days = selectors.monitoring_days(project, monitored, threshold=settings.drift_threshold)
+    context: dict[str, Any] = {
+        "drift_alerts": list(selectors.drift_alerts_open(project)),
+        "monitored": monitored, "monitor_days": days, "drift_threshold":
+        settings.drift_threshold, "recording": settings.record_predictions,
+    }
+    if not days:
+        return context
+    chosen = next((d for d in days if d.day.isoformat() == day), None) or next(
+        (d for d in days if d.profile["n"]), days[0])
+    context["monitor_day"] = chosen
+    context["volume_svg"] = charts.bar_chart(
+        [charts.Bar(d.day.isoformat(), d.volume,
+                    tip=f"{d.day.isoformat()}: {d.volume} predictions") for d in days],
+        title="Predictions served per day", value_digits=0, x_label="Predictions",
+    )
+    reference = (monitored.holdout_profile or {}) if monitored is not None else {}
+    if not reference or not chosen.profile["n"]:
+        return context
+    bins = len(reference["confidence"])
+    day_name = chosen.day.isoformat()
+    context["served_confidence_svg"] = charts.grouped_bars(
+        [f"{i / bins:.2f}–{(i + 1) / bins:.2f}" for i in range(bins)],
+        [charts.BarSeries("Holdout", _shares(reference["confidence"]), charts.PALETTE[2]),
+         charts.BarSeries(day_name, _shares(chosen.profile["confidence"]), charts.PALETTE[0])],
+        title=f"Confidence on {day_name} beside the holdout's", x_label="Model confidence",
+        y_label="Share of texts", label_every=4,
+    )
+    names = list((monitored.config or {}).get("labels") or reference["predicted"])
+    names += sorted(set(chosen.profile["predicted"]) - set(names))
+    context["served_labels_svg"] = charts.grouped_bars(
+        names,
+        [charts.BarSeries("Holdout", _shares([reference["predicted"].get(n, 0) for n in names]),
+                          charts.PALETTE[2]),
+         charts.BarSeries(day_name, _shares([chosen.profile["predicted"].get(n, 0)
+                                             for n in names]), charts.PALETTE[0])],
+        title=f"Predicted labels on {day_name} beside the holdout's", x_label="Predicted label",
+        y_label="Share of texts",
+    )
+    return context
+
+
+@project_view(*LEAD)
+@require_POST
+def drift_alert_clear(request: HttpRequest, pk: int, alert_id: int) -> HttpResponse:
+    project = request.project  # type: ignore[attr-defined]
+    alert = get_object_or_404(DriftAlert, pk=alert_id, project=project)
+    services.drift_alert_clear(alert=alert, user=request.user)
+    messages.info(request, f"The drift alert of {alert.day.isoformat()} is cleared.")
+    return redirect("learner:dashboard", pk=pk)
 
 
 @project_view(*WATCHERS)
@@ -299,6 +363,7 @@ def round_detail(request: HttpRequest, pk: int, number: int) -> HttpResponse:
         "timings": _timing_rows(round.timings or {}),
         "ladder": _ladder_rows(round.fit or {}),
         "calibration": (round.fit or {}).get("calibration") or {},
+        "groups": round.groups or {},
         **_round_charts(round, labels),
     }
     return render(request, "learner/round.html", context)
@@ -409,6 +474,26 @@ class LearnerSettingsForm(forms.ModelForm):
         help_text="Suggestions appear only when the model's calibrated confidence reaches "
                   "this: 0.8 means it is right about 8 times in 10 at that confidence.",
     )
+    # The monitoring and group numbers keep their saved value when a form from before
+    # they existed (a script, an open tab) leaves them out.
+    drift_threshold = forms.FloatField(
+        min_value=0.01, max_value=10.0, label="Drift threshold (PSI)", required=False,
+        help_text="A day's predictions drift when the population stability index of their "
+                  "confidences or predicted labels against the holdout's reaches this "
+                  "(0.1: a small shift, 0.25: a large one) and a chi-square test says it "
+                  "is not chance.",
+    )
+    drift_queue_size = forms.IntegerField(min_value=1, max_value=10_000, required=False,
+                                          label="Texts queued per drift alert")
+    group_fields = forms.CharField(
+        required=False, max_length=1000, label="Group fields",
+        help_text="Metadata fields to break the holdout down by, comma-separated (source, "
+                  "language, region...): every round reports its metrics per value.",
+    )
+    group_margin = forms.FloatField(
+        min_value=0.0, max_value=1.0, label="Flag a group below the overall macro-F1 by",
+        required=False,
+    )
 
     class Meta:
         model = LearnerSettings
@@ -416,6 +501,8 @@ class LearnerSettingsForm(forms.ModelForm):
             "model_name", "mode", "strategy", "random_share", "max_length", "epochs",
             "learning_rate", "batch_size", "train_every_labels", "train_every_minutes",
             "show_suggestions", "suggestion_threshold", "warm_start", "use_adapted_encoder",
+            "record_predictions", "record_texts", "drift_threshold", "drift_queue",
+            "drift_queue_size", "group_fields", "group_margin",
         ]
         labels = {
             "train_every_labels": "Train every N new labels",
@@ -423,12 +510,44 @@ class LearnerSettingsForm(forms.ModelForm):
             "show_suggestions": "Show annotators the latest model's suggestion",
             "warm_start": "Start fine-tuning from the previous round's model",
             "use_adapted_encoder": "Start from the encoder adapted to this project's texts",
+            "record_predictions": "Record the predictions the API serves",
+            "record_texts": "Record their texts too",
+            "drift_queue": "On drift, queue the least confident texts for annotation "
+                           "and a round",
         }
         help_texts = {"show_suggestions": ""}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["model_name"].choices = base_model_choices()  # type: ignore[attr-defined]
+        if self.instance and not self.is_bound:
+            self.initial["group_fields"] = ", ".join(self.instance.group_fields or [])
+
+    def clean_group_fields(self) -> list[str]:
+        if "group_fields" not in self.data:
+            return list(self.instance.group_fields or [])
+        names = [name.strip() for name in self.cleaned_data["group_fields"].split(",")]
+        return list(dict.fromkeys(name for name in names if name))
+
+    def _kept(self, name: str) -> Any:
+        value = self.cleaned_data.get(name)
+        return getattr(self.instance, name) if value is None else value
+
+    def clean_drift_threshold(self) -> float:
+        return self._kept("drift_threshold")
+
+    def clean_drift_queue_size(self) -> int:
+        return self._kept("drift_queue_size")
+
+    def clean_group_margin(self) -> float:
+        return self._kept("group_margin")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("drift_queue") and not data.get("record_texts"):
+            self.add_error("drift_queue", "Queueing texts needs their texts recorded: turn "
+                                          "on recording texts too.")
+        return data
 
 
 @project_view(*LEAD)

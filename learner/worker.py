@@ -14,11 +14,12 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import DatabaseError, close_old_connections, connection
+from django.utils import timezone
 
-from learner import services
+from learner import selectors, services
 from learner.coldstart import rounds_request_cold_start
 from learner.export import export_jobs_run_once
 from learner.models import Round
@@ -58,8 +59,13 @@ class Worker:
     # While idle, how often to look for new labels to refresh on (a cheap count per
     # project); this bounds the delay from a label to a re-scored queue.
     refresh_poll_seconds: float = 0.5
+    # How often the predictions served are judged for drift (learner.services.drift_check):
+    # a day's figures move slowly, and the check costs a few GROUP BYs per project.
+    drift_check_seconds: float = 60.0
     # Whether a waiting export goes before the next round (set after each round).
     _export_turn: bool = field(default=False, init=False, repr=False)
+    _drift_checked: float | None = field(default=None, init=False, repr=False)
+    _drift_since: datetime | None = field(default=None, init=False, repr=False)
 
     def run_once(self) -> bool:
         """Recovers stale rounds, queues the rounds whose triggers fired, refreshes the
@@ -71,6 +77,7 @@ class Worker:
             log.info("round %s queued for %s (%s)", requested.pk, requested.project,
                      requested.get_trigger_display())
         self.refresh_scores()
+        self.check_drift()
         # Model exports are background jobs too. Rounds and exports take turns: after a
         # round, a waiting export runs before the next round, so a project whose labels
         # keep queueing rounds cannot starve its own (or another project's) exports.
@@ -85,6 +92,18 @@ class Worker:
         self._run(round)
         self._export_turn = True
         return True
+
+    def check_drift(self) -> None:
+        """Judges the projects that served predictions since the last check, at most every
+        `drift_check_seconds`; the first check looks back to the start of the day."""
+        now = time.monotonic()
+        if self._drift_checked is not None and now - self._drift_checked < self.drift_check_seconds:
+            return
+        since = self._drift_since or selectors.day_bounds(timezone.localdate())[0]
+        self._drift_checked, self._drift_since = now, timezone.now()
+        for alert in services.drift_checks_run(since=since):
+            log.warning("round %s: predictions drifted on %s (alert %s, %s texts queued)",
+                        alert.round_id, alert.day, alert.pk, alert.queued_documents)
 
     def refresh_scores(self) -> None:
         """Fast-refreshes the projects with new labels; a failure is logged, never raised

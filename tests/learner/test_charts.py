@@ -116,3 +116,18 @@ def test_heatmap_shortens_only_very_long_names_and_keeps_them_in_the_tooltip() -
     group = root.find(".//svg:g[@class='row-label']", NS)
     assert group.find("svg:title", NS).text == long
     assert group.find("svg:text", NS).text.endswith("…")
+
+
+def test_grouped_bars_draw_a_bar_per_category_and_series_with_escaped_names() -> None:
+    root = parse(charts.grouped_bars(
+        ["sport", "<tech>", "business"],
+        [charts.BarSeries("Holdout", [0.5, 0.3, 0.2]),
+         charts.BarSeries("2026-12-03", [0.1, 0.8, 0.1], charts.PALETTE[1])],
+        title="Predicted labels", x_label="Predicted label"))
+    bars = root.findall(".//svg:rect[@class='bar']", NS)
+    assert len(bars) == 6
+    assert len(root.findall(".//svg:rect[@data-series='Holdout']", NS)) == 3
+    assert bars[3].find("svg:title", NS).text == "<tech>, 2026-12-03: 0.8"
+    heights = [float(b.get("height")) for b in bars]
+    assert heights[3] == max(heights) and heights[0] > heights[1]
+    assert {"<tech>", "Holdout", "2026-12-03", "Predicted label"} <= set(texts(root))

@@ -13,7 +13,7 @@ from annotate import selectors as annotate_selectors
 from annotate import services as annotate_services
 from annotate.models import Annotation, Document, Membership, text_hash
 from learner import selectors, services
-from learner.models import LearnerSettings, Prediction, Round
+from learner.models import DriftAlert, LearnerSettings, Prediction, Round
 from learner.urls import urlpatterns
 from learner.worker import Worker
 from tests.conftest import make_user
@@ -31,8 +31,9 @@ ACCESS = {
     "round": WATCHERS,
     "round_cancel": LEAD,
     "settings": LEAD,
+    "drift_clear": LEAD,
 }
-POST_ONLY = {"train", "adapt", "round_cancel"}
+POST_ONLY = {"train", "adapt", "round_cancel", "drift_clear"}
 
 
 @pytest.fixture
@@ -47,9 +48,9 @@ def _patterns() -> dict[str, URLPattern]:
     return {p.name: p for p in urlpatterns if isinstance(p, URLPattern)}
 
 
-def _url(name: str, project, number: int = 1) -> str:  # type: ignore[no-untyped-def]
+def _url(name: str, project, number: int = 1, alert_id: int = 0) -> str:  # type: ignore[no-untyped-def]
     params = _patterns()[name].pattern.converters.keys()
-    values = {"pk": project.pk, "number": number}
+    values = {"pk": project.pk, "number": number, "alert_id": alert_id}
     return reverse(f"learner:{name}", kwargs={p: values[p] for p in params})
 
 
@@ -63,8 +64,9 @@ def test_every_learner_url_is_in_the_access_table() -> None:
 def test_learner_urls_answer_each_role_as_the_access_table_says(
     name, client, project, lead, annotator, viewer, reviewer, stranger
 ):  # type: ignore[no-untyped-def]
-    services.round_request(project=project, requested_by=lead)  # round 1, queued
-    url = _url(name, project)
+    queued = services.round_request(project=project, requested_by=lead)  # round 1, queued
+    alert = DriftAlert.objects.create(project=project, round=queued, day=timezone.localdate())
+    url = _url(name, project, alert_id=alert.pk)
     method = "post" if name in POST_ONLY else "get"
     users = {"stranger": stranger, "annotator": annotator, "viewer": viewer,
              "reviewer": reviewer, "lead": lead}
