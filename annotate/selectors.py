@@ -568,10 +568,10 @@ def review_items(*, project: Project, document_ids: list[int]) -> list[ReviewIte
     answers: dict[int, list[Answer]] = {i: [] for i in document_ids}
     for annotation in (
         Annotation.objects.filter(document_id__in=document_ids)
-        .select_related("annotator").order_by("id")
+        .select_related("annotator", "import_job").order_by("id")
     ):
         answers[annotation.document_id].append(
-            Answer(annotator=annotation.annotator.get_username(), labels=names(annotation.labels))
+            Answer(annotator=annotation.author, labels=names(annotation.labels))
         )
     predicted: dict[int, tuple[list[int], float]] = {}
     round_id = latest_done_round_id(project)
