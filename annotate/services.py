@@ -120,7 +120,7 @@ def label_create(
 
 
 # Keys the annotator page uses for its own actions; a label cannot take them.
-RESERVED_HOTKEYS = {"s", "f", "u", "g", "?"}
+RESERVED_HOTKEYS = {"s", "f", "u", "g", "a", "?"}
 
 
 def _check_label_fields(
@@ -133,7 +133,8 @@ def _check_label_fields(
             raise ValidationError({"hotkey": "A hotkey is a single key."})
         if hotkey.lower() in RESERVED_HOTKEYS:
             raise ValidationError(
-                {"hotkey": f"{hotkey!r} is taken by the annotator page (skip/flag/undo/guide)."}
+                {"hotkey": f"{hotkey!r} is taken by the annotator page "
+                           "(skip/flag/undo/guide/accept)."}
             )
         clash = project.labels.filter(hotkey=hotkey).exclude(pk=label_id).first()
         if clash is not None:
@@ -517,8 +518,17 @@ def assignment_skip(*, user: AbstractBaseUser, project: Project, document_id: in
     assignment.save(update_fields=["status", "finished_at"])
 
 
+@dataclass(frozen=True)
+class Undone:
+    """What an undo gave back: the document, and the label ids of the answer taken back
+    (the annotator's page shows them selected, to keep or change)."""
+
+    document: Document
+    labels: list[int]
+
+
 @transaction.atomic
-def annotation_undo(*, user: AbstractBaseUser, project: Project) -> Document | None:
+def annotation_undo(*, user: AbstractBaseUser, project: Project) -> Undone | None:
     """Takes back the user's most recent answer in the project and hands that document back
     to them; the document they were holding instead returns to the queue.
 
@@ -564,7 +574,7 @@ def annotation_undo(*, user: AbstractBaseUser, project: Project) -> Document | N
     if not _adjudicated(document):
         document.final_labels = _final_labels(project, document)
     document.save(update_fields=["n_annotations", "final_labels"])
-    return document
+    return Undone(document=document, labels=list(last.labels))
 
 
 def flag_create(
