@@ -176,6 +176,36 @@ def test_progress_is_286_when_idle_and_200_with_percent_while_running(
     assert client.get(_url("progress", project)).status_code == 286
 
 
+def test_an_idle_dashboard_keeps_asking_and_shows_a_round_that_labels_queued(
+    client, project, viewer
+):  # type: ignore[no-untyped-def]
+    """Nobody pressed Train now on this page: the round came from new labels (or a timer,
+    or another lead). The idle panel polls slowly and swaps nothing until one exists."""
+    client.force_login(viewer)
+    page = client.get(_url("dashboard", project)).content.decode()
+    assert 'hx-trigger="every 5s"' in page and "newest=0" in page
+    quiet = client.get(_url("progress", project) + "?shown=0&newest=0",
+                       headers={"HX-Request": "true"})
+    assert quiet.status_code == 204 and not quiet.content
+
+    first = services.round_request(project=project, trigger="labels")
+    poll = client.get(_url("progress", project) + "?shown=0&newest=0",
+                      headers={"HX-Request": "true"})
+    assert poll.status_code == 200 and 'hx-trigger="every 2s"' in poll.content.decode()
+    assert "Round 1" in poll.content.decode()
+
+    # A round that started and finished between two idle polls still shows, with its point.
+    services.round_finish(round=services.round_claim(worker="t"), n_train=3)
+    assert first.pk == Round.objects.get(status="done").pk
+    missed = client.get(_url("progress", project) + "?shown=0&newest=0",
+                        headers={"HX-Request": "true"})
+    assert missed.status_code == 286 and missed["HX-Trigger"] == "learner-round-finished"
+    html = missed.content.decode()
+    assert "round 1" in html and 'hx-trigger="every 5s"' in html and "newest=1" in html
+    assert client.get(_url("progress", project) + "?shown=1&newest=1",
+                      headers={"HX-Request": "true"}).status_code == 204
+
+
 def test_an_open_dashboard_reloads_its_results_when_a_round_finishes_and_another_is_queued(
     client, project, viewer
 ):  # type: ignore[no-untyped-def]
