@@ -25,16 +25,20 @@ from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
+    QueryDict,
     StreamingHttpResponse,
 )
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
+from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from annotate import selectors, services
 from annotate.access import LEAD, may_create_accounts, project_view
 from annotate.io import exporters
 from annotate.io.importer import FORMAT_CHOICES, DocumentImportError, documents_import
-from annotate.models import GuidelineVersion, Label, Membership, Project
+from annotate.models import Document, GuidelineVersion, Label, Membership, Project
 
 DOCUMENT_VIEWERS = (Membership.Role.LEAD, Membership.Role.VIEWER)
 DOCUMENTS_PER_PAGE = 50
@@ -488,11 +492,42 @@ class DocumentFilterForm(forms.Form):
         required=False, choices=[("", "Any status"), *selectors.DOCUMENT_STATUSES.items()]
     )
     label = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
+    predicted = forms.TypedChoiceField(
+        required=False, coerce=int, empty_value=None, label="Predicted label"
+    )
+    min_confidence = forms.FloatField(
+        required=False, min_value=0, max_value=100, label="Confidence from (%)"
+    )
+    max_confidence = forms.FloatField(
+        required=False, min_value=0, max_value=100, label="to (%)"
+    )
     q = forms.CharField(required=False, max_length=200, label="Text contains")
+    sort = forms.ChoiceField(required=False, choices=list(selectors.DOCUMENT_SORTS.items()))
 
     def __init__(self, *args: object, labels: Iterable[Label] = (), **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.fields["label"].choices = [("", "Any label")] + [(lb.pk, lb.name) for lb in labels]
+        choices = [(lb.pk, lb.name) for lb in labels]
+        self.fields["label"].choices = [("", "Any label"), *choices]
+        self.fields["predicted"].choices = [("", "Any prediction"), *choices]
+
+    def query(self, project: Project) -> Any:
+        """The documents these filters select (all of them if the form is invalid)."""
+        data = self.cleaned_data if self.is_valid() else {}
+
+        def share(name: str) -> float | None:
+            value = data.get(name)
+            return None if value is None else value / 100
+
+        return selectors.document_list(
+            project=project,
+            status=data.get("status", ""),
+            label_id=data.get("label"),
+            q=data.get("q", ""),
+            predicted_label_id=data.get("predicted"),
+            min_confidence=share("min_confidence"),
+            max_confidence=share("max_confidence"),
+            sort=data.get("sort") or "id",
+        )
 
 
 @project_view(*DOCUMENT_VIEWERS)
@@ -500,21 +535,182 @@ def documents(request: HttpRequest, pk: int) -> HttpResponse:
     project = request.project  # type: ignore[attr-defined]
     labels = selectors.labels_of(project)
     form = DocumentFilterForm(request.GET, labels=labels)
-    filters = form.cleaned_data if form.is_valid() else {}
-    queryset = selectors.document_list(
-        project=project,
-        status=filters.get("status", ""),
-        label_id=filters.get("label"),
-        q=filters.get("q", ""),
-    )
-    page = Paginator(queryset, DOCUMENTS_PER_PAGE).get_page(request.GET.get("page"))
+    page = Paginator(form.query(project), DOCUMENTS_PER_PAGE).get_page(request.GET.get("page"))
     by_id = {label.pk: label for label in labels}
     for document in page:
         document.final = [by_id[i] for i in document.final_labels or [] if i in by_id]
-    context = {"project": project, "form": form, "page": page}
+        document.predicted = [by_id[i] for i in document.predicted_labels or [] if i in by_id]
+    context = {
+        "project": project,
+        "form": form,
+        "page": page,
+        "labels": labels,
+        "membership": request.membership,  # type: ignore[attr-defined]
+        "here": request.get_full_path(),
+    }
+    context |= _bulk_context(project)
     if request.htmx:  # type: ignore[attr-defined]
         return render(request, "annotate/documents.html#document_table", context)
     return render(request, "annotate/documents.html", context)
+
+
+BULK_ACTIONS = {
+    "label": "Set the final label",
+    "review": "Send to review (flag)",
+    "holdout": "Move to the holdout",
+    "assign": "Hand to an annotator",
+    "delete": "Delete",
+}
+
+
+def _bulk_context(project: Project) -> dict:
+    return {
+        "bulk_actions": BULK_ACTIONS,
+        "bulk_limit": services.BULK_LIMIT,
+        "annotators": selectors.annotator_usernames(project=project),
+    }
+
+
+@project_view(*LEAD)
+@require_POST
+def documents_bulk(request: HttpRequest, pk: int) -> HttpResponse:
+    """One action on the ticked documents, or on every document the list's filters select
+    (`scope=all`, the filters sent back as they were), at most services.BULK_LIMIT."""
+    project = request.project  # type: ignore[attr-defined]
+    filters = request.POST.get("filters", "")
+    back = reverse("annotate:documents", kwargs={"pk": pk}) + (f"?{filters}" if filters else "")
+    action = request.POST.get("action", "")
+    if request.POST.get("scope") == "all":
+        form = DocumentFilterForm(QueryDict(filters), labels=selectors.labels_of(project))
+        # One past the limit is enough to refuse with a clear message.
+        ids = list(form.query(project).values_list("pk", flat=True)[: services.BULK_LIMIT + 1])
+    else:
+        ids = _label_ids(request.POST.getlist("document"))
+    try:
+        if action == "label":
+            done = services.documents_label(
+                project=project, document_ids=ids, user=request.user,
+                label_ids=_label_ids(request.POST.getlist("label")),
+                reason=request.POST.get("reason", ""),
+            )
+            notice = f"{done} document{pluralize(done)} labelled."
+        elif action == "review":
+            done = services.documents_send_to_review(
+                project=project, document_ids=ids, user=request.user,
+                comment=request.POST.get("comment", ""),
+            )
+            notice = f"{done} document{pluralize(done)} sent to review."
+        elif action == "holdout":
+            done = services.documents_to_holdout(project=project, document_ids=ids)
+            notice = f"{done} document{pluralize(done)} moved to the holdout."
+        elif action == "assign":
+            summary = services.documents_assign(
+                project=project, document_ids=ids, by=request.user,
+                username=request.POST.get("annotator", ""),
+            )
+            notice = (f"{summary.assigned} document{pluralize(summary.assigned)} handed to "
+                      f"{request.POST.get('annotator')}; left out: {summary.final} already "
+                      f"final, {summary.full} with every slot taken, {summary.seen} they "
+                      "had before.")
+        elif action == "delete":
+            if request.POST.get("confirm") != "delete":
+                raise ValidationError("Tick the box to confirm the delete.")
+            done = services.documents_delete(
+                project=project, document_ids=services.bulk_ids(project, ids)
+            )
+            notice = f"{done} document{pluralize(done)} deleted."
+        else:
+            raise ValidationError("Choose an action.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, notice)
+    return redirect(back)
+
+
+def _label_ids(values: Iterable[str]) -> list[int]:
+    ids = []
+    for value in values:
+        try:
+            ids.append(int(value))
+        except ValueError:
+            continue
+    return ids
+
+
+@project_view(*DOCUMENT_VIEWERS)
+def document_detail(request: HttpRequest, pk: int, document_id: int) -> HttpResponse:
+    project = request.project  # type: ignore[attr-defined]
+    history = selectors.document_history(project=project, document_id=document_id)
+    return render(
+        request,
+        "annotate/document.html",
+        {
+            "project": project,
+            "membership": request.membership,  # type: ignore[attr-defined]
+            "history": history,
+            "labels": selectors.labels_of(project),
+            "back": _documents_back(request),
+        },
+    )
+
+
+def _documents_back(request: HttpRequest) -> str:
+    """The documents list the lead came from (its filters kept), or the plain list."""
+    target = request.GET.get("back") or request.POST.get("back") or ""
+    if target.startswith(f"/p/{request.project.pk}/documents/"):  # type: ignore[attr-defined]
+        return target
+    return reverse("annotate:documents", kwargs={"pk": request.project.pk})  # type: ignore[attr-defined]
+
+
+def _to_document(request: HttpRequest, pk: int, document_id: int) -> HttpResponse:
+    url = reverse("annotate:document", kwargs={"pk": pk, "document_id": document_id})
+    return redirect(f"{url}?{urlencode({'back': _documents_back(request)})}")
+
+
+@project_view(*LEAD)
+@require_POST
+def document_decide(request: HttpRequest, pk: int, document_id: int) -> HttpResponse:
+    """The lead sets the document's final label(s), with a reason (an adjudication)."""
+    project = request.project  # type: ignore[attr-defined]
+    document = get_object_or_404(Document, project=project, pk=document_id)
+    try:
+        services.document_adjudicate(
+            document=document, user=request.user,
+            label_ids=_label_ids(request.POST.getlist("label")),
+            reason=request.POST.get("reason", ""),
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, "Final label saved.")
+    return _to_document(request, pk, document_id)
+
+
+@project_view(*LEAD)
+@require_POST
+def document_answer_delete(
+    request: HttpRequest, pk: int, document_id: int, annotation_id: int
+) -> HttpResponse:
+    project = request.project  # type: ignore[attr-defined]
+    get_object_or_404(Document, project=project, pk=document_id)
+    try:
+        services.annotation_delete(project=project, annotation_id=annotation_id)
+    except services.QueueError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "Answer deleted; the final label follows the answers left.")
+    return _to_document(request, pk, document_id)
+
+
+@project_view(*LEAD)
+@require_POST
+def document_delete(request: HttpRequest, pk: int, document_id: int) -> HttpResponse:
+    project = request.project  # type: ignore[attr-defined]
+    document = get_object_or_404(Document, project=project, pk=document_id)
+    services.documents_delete(project=project, document_ids=[document.pk])
+    messages.success(request, f"Document {document_id} deleted, with its answers and history.")
+    return redirect(_documents_back(request))
 
 
 # --- import --------------------------------------------------------------------------------

@@ -179,6 +179,9 @@ class DocumentImport(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    # The uploaded file's name (no folders): what an imported label says it came from.
+    # Empty for documents sent in an API request's body.
+    file_name = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # Touched by every batch: a RUNNING import silent for long is one whose process died.
     updated_at = models.DateTimeField(auto_now=True)
@@ -260,6 +263,12 @@ class Assignment(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    # The lead who handed this document to this annotator; null when the queue did. An
+    # undo never returns a lead's hand-out to the queue.
+    assigned_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -283,8 +292,15 @@ class Annotation(models.Model):
         IMPORT = "import", "Imported"
 
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="annotations")
+    # Null for an imported label: nobody answered it here. Who uploaded the file and its
+    # name are on `import_job`; the label is not the uploader's answer, so it must not be
+    # shown, exported or counted as theirs.
     annotator = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="annotations",
     )
     labels = models.JSONField(help_text="List of Label ids.")
     # Reserved for span projects: [{"start": int, "end": int, "label": id}, ...].
@@ -293,6 +309,9 @@ class Annotation(models.Model):
         GuidelineVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.HUMAN)
+    import_job = models.ForeignKey(
+        DocumentImport, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -304,7 +323,26 @@ class Annotation(models.Model):
         indexes = [models.Index(fields=["annotator", "created_at"], name="annotation_user_idx")]
 
     def __str__(self) -> str:
+        if self.annotator_id is None:
+            return f"Imported annotation of document {self.document_id}"
         return f"Annotation of document {self.document_id} by user {self.annotator_id}"
+
+    @property
+    def imported_from(self) -> str:
+        """The file an imported label came from ("" when unknown or not imported). Reads
+        `import_job`: select it with the annotation when listing many."""
+        if self.source != self.Source.IMPORT or self.import_job is None:
+            return ""
+        return self.import_job.file_name
+
+    @property
+    def author(self) -> str:
+        """Who gave this answer, as pages and exports name it: the annotator's username,
+        or "imported" with the file's name."""
+        if self.annotator_id is not None and self.source == self.Source.HUMAN:
+            return self.annotator.get_username()
+        name = self.imported_from
+        return f"imported ({name})" if name else "imported"
 
 
 class Flag(models.Model):

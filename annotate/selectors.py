@@ -12,7 +12,19 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet
+from django.db.models import (
+    Count,
+    Exists,
+    F,
+    FilteredRelation,
+    FloatField,
+    JSONField,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Value,
+)
 from django.http import Http404
 from django.utils import timezone
 
@@ -348,15 +360,37 @@ DOCUMENT_STATUSES = {
     "labelled": "Labelled",
     "holdout": "In holdout",
     "flagged": "Flagged",
+    "disagreement": "Annotators disagree",
+}
+
+# Orders of the documents list; the model's columns come from the latest finished round,
+# and documents it did not score sort last whichever the direction.
+DOCUMENT_SORTS = {
+    "id": "Import order",
+    "confidence": "Model confidence, lowest first",
+    "-confidence": "Model confidence, highest first",
+    "-score": "Strategy score, highest first",
+    "predicted": "Predicted label",
+    "disagreement": "Disagreements first",
 }
 
 
+def _disagreeing_ids(project: Project) -> QuerySet:
+    return review_disagreements(project=project, include_decided=True).order_by()
+
+
 def document_list(
-    *, project: Project, status: str = "", label_id: int | None = None, q: str = ""
+    *, project: Project, status: str = "", label_id: int | None = None, q: str = "",
+    predicted_label_id: int | None = None, min_confidence: float | None = None,
+    max_confidence: float | None = None, sort: str = "id",
 ) -> QuerySet[Document]:
-    """Documents of a project filtered for the lead's list, newest id last. Each row carries
-    `flagged` (an unresolved flag exists); the answer count is the stored counter."""
+    """Documents of a project filtered and sorted for the lead's list. Each row carries
+    `flagged` (an unresolved flag exists), `disagreement` (its answers differ) and the
+    latest finished round's `predicted_labels`, `confidence` and `score` (None where the
+    round did not score it); the answer count is the stored counter. The round's columns
+    are one LEFT JOIN on its predictions (FilteredRelation), not a subquery per row."""
     open_flags = Flag.objects.filter(document=OuterRef("pk"), resolved=False)
+    disagreeing = _disagreeing_ids(project)
     documents = Document.objects.filter(project=project)
     if status == "unlabelled":
         documents = documents.filter(final_labels__isnull=True)
@@ -366,11 +400,47 @@ def document_list(
         documents = documents.filter(split=Document.Split.HOLDOUT)
     elif status == "flagged":
         documents = documents.filter(Exists(open_flags))
+    elif status == "disagreement":
+        documents = documents.filter(pk__in=disagreeing)
     if label_id is not None:
         documents = documents.filter(_label_q(label_id))
     if q:
         documents = documents.filter(text__icontains=q)
-    return documents.annotate(flagged=Exists(open_flags)).order_by("id")
+    round_id = latest_done_round_id(project)
+    if round_id is not None:
+        documents = documents.annotate(
+            latest=FilteredRelation("predictions", condition=Q(predictions__round_id=round_id))
+        ).annotate(
+            predicted_labels=F("latest__labels"), confidence=F("latest__confidence"),
+            score=F("latest__score"),
+        )
+        if predicted_label_id is not None:
+            documents = documents.filter(_label_q(predicted_label_id, "latest__labels"))
+        if min_confidence is not None:
+            documents = documents.filter(latest__confidence__gte=min_confidence)
+        if max_confidence is not None:
+            documents = documents.filter(latest__confidence__lte=max_confidence)
+    else:
+        documents = documents.annotate(
+            predicted_labels=Value(None, output_field=JSONField()),
+            confidence=Value(None, output_field=FloatField()),
+            score=Value(None, output_field=FloatField()),
+        )
+        if predicted_label_id is not None or min_confidence is not None or (
+            max_confidence is not None
+        ):
+            documents = documents.none()  # no model yet: nothing matches a model filter
+    documents = documents.annotate(
+        flagged=Exists(open_flags), disagreement=Exists(disagreeing.filter(pk=OuterRef("pk")))
+    )
+    by = {
+        "confidence": [F("confidence").asc(nulls_last=True), "id"],
+        "-confidence": [F("confidence").desc(nulls_last=True), "id"],
+        "-score": [F("score").desc(nulls_last=True), "id"],
+        "predicted": [F("predicted_labels").asc(nulls_last=True), "id"],
+        "disagreement": [F("disagreement").desc(), "id"],
+    }
+    return documents.order_by(*by.get(sort, ["id"]))
 
 
 def holdout_label_counts(*, project: Project) -> dict[str, int]:
@@ -568,10 +638,10 @@ def review_items(*, project: Project, document_ids: list[int]) -> list[ReviewIte
     answers: dict[int, list[Answer]] = {i: [] for i in document_ids}
     for annotation in (
         Annotation.objects.filter(document_id__in=document_ids)
-        .select_related("annotator").order_by("id")
+        .select_related("annotator", "import_job").order_by("id")
     ):
         answers[annotation.document_id].append(
-            Answer(annotator=annotation.annotator.get_username(), labels=names(annotation.labels))
+            Answer(annotator=annotation.author, labels=names(annotation.labels))
         )
     predicted: dict[int, tuple[list[int], float]] = {}
     round_id = latest_done_round_id(project)
@@ -623,3 +693,98 @@ def meta_for_annotators(document: Document | None, labels: Iterable[Label]) -> d
     names = {label.name.casefold() for label in labels}
     return {k: v for k, v in document.meta.items()
             if not str(k).startswith("_") and str(v).strip().casefold() not in names}
+
+
+# --- one document's page: everything that happened to it ---
+
+
+@dataclass(frozen=True)
+class HistoryAnswer:
+    annotation: Annotation
+    author: str
+    labels: list[Label]
+
+
+@dataclass(frozen=True)
+class HistoryPrediction:
+    """One round's view of the document: its predicted label(s), calibrated confidence,
+    the strategy's score (None once the document was labelled) and batch rank."""
+
+    round_number: int
+    labels: list[Label]
+    confidence: float
+    score: float | None
+    rank: int | None
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.confidence)
+
+
+@dataclass(frozen=True)
+class DocumentHistory:
+    document: Document
+    final: list[Label]
+    answers: list[HistoryAnswer]
+    decisions: list[tuple[Adjudication, list[Label], list[Label]]]  # (row, labels, previous)
+    predictions: list[HistoryPrediction]  # newest round first
+    flags: list[Flag]
+    holders: list[str]  # who holds it right now, unanswered
+
+
+def document_history(*, project: Project, document_id: int, max_rounds: int = 50
+                     ) -> DocumentHistory:
+    """Who labelled the document what and under which guideline version, the decisions
+    on it, every round's prediction (the latest `max_rounds`), its flags and who holds it
+    now. Raises Http404 for a document outside the project."""
+    from learner.models import Prediction, Round
+
+    document = Document.objects.filter(project=project, pk=document_id).first()
+    if document is None:
+        raise Http404("No such document")
+    by_id = {label.pk: label for label in labels_of(project)}
+
+    def names(ids: list[int] | None) -> list[Label]:
+        return [by_id[i] for i in ids or [] if i in by_id]
+
+    answers = [
+        HistoryAnswer(annotation=a, author=a.author, labels=names(a.labels))
+        for a in Annotation.objects.filter(document=document)
+        .select_related("annotator", "import_job", "guideline_version").order_by("created_at", "id")
+    ]
+    decisions = [
+        (d, names(d.labels), names(d.previous_labels))
+        for d in Adjudication.objects.filter(document=document).select_related("decided_by")
+    ]
+    rows = (
+        Prediction.objects.filter(document=document, round__in=Round.objects.with_models())
+        .order_by("-round__number")
+        .values_list("round__number", "labels", "confidence", "score", "rank")[:max_rounds]
+    )
+    predictions = [
+        HistoryPrediction(round_number=number, labels=names(labels), confidence=confidence,
+                          score=score, rank=rank)
+        for number, labels, confidence, score, rank in rows
+    ]
+    holders = list(
+        Assignment.objects.filter(document=document, status=Assignment.Status.ACTIVE,
+                                  expires_at__gt=timezone.now())
+        .order_by("user__username").values_list("user__username", flat=True)
+    )
+    return DocumentHistory(
+        document=document, final=names(document.final_labels), answers=answers,
+        decisions=decisions, predictions=predictions,
+        flags=list(Flag.objects.filter(document=document).select_related("user")),
+        holders=holders,
+    )
+
+
+def annotator_usernames(*, project: Project) -> list[str]:
+    """Usernames of the members who may annotate, for a lead to hand documents to."""
+    return list(
+        Membership.objects.filter(
+            project=project, role__in=[Membership.Role.LEAD, Membership.Role.REVIEWER,
+                                       Membership.Role.ANNOTATOR],
+            user__is_active=True,
+        ).order_by("user__username").values_list("user__username", flat=True)
+    )

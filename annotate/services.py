@@ -120,7 +120,7 @@ def label_create(
 
 
 # Keys the annotator page uses for its own actions; a label cannot take them.
-RESERVED_HOTKEYS = {"s", "f", "u", "g", "?"}
+RESERVED_HOTKEYS = {"s", "f", "u", "g", "a", "?"}
 
 
 def _check_label_fields(
@@ -133,7 +133,8 @@ def _check_label_fields(
             raise ValidationError({"hotkey": "A hotkey is a single key."})
         if hotkey.lower() in RESERVED_HOTKEYS:
             raise ValidationError(
-                {"hotkey": f"{hotkey!r} is taken by the annotator page (skip/flag/undo/guide)."}
+                {"hotkey": f"{hotkey!r} is taken by the annotator page "
+                           "(skip/flag/undo/guide/accept)."}
             )
         clash = project.labels.filter(hotkey=hotkey).exclude(pk=label_id).first()
         if clash is not None:
@@ -517,8 +518,17 @@ def assignment_skip(*, user: AbstractBaseUser, project: Project, document_id: in
     assignment.save(update_fields=["status", "finished_at"])
 
 
+@dataclass(frozen=True)
+class Undone:
+    """What an undo gave back: the document, and the label ids of the answer taken back
+    (the annotator's page shows them selected, to keep or change)."""
+
+    document: Document
+    labels: list[int]
+
+
 @transaction.atomic
-def annotation_undo(*, user: AbstractBaseUser, project: Project) -> Document | None:
+def annotation_undo(*, user: AbstractBaseUser, project: Project) -> Undone | None:
     """Takes back the user's most recent answer in the project and hands that document back
     to them; the document they were holding instead returns to the queue.
 
@@ -550,7 +560,8 @@ def annotation_undo(*, user: AbstractBaseUser, project: Project) -> Document | N
         # Another tab of this annotator answered meanwhile: its answer is now the last.
         raise QueueError("Your answers changed while undoing; press undo again.")
     for assignment in assignments:
-        if assignment.status == Assignment.Status.ACTIVE:
+        # What the queue handed out goes back to it; a lead's hand-out stays theirs.
+        if assignment.status == Assignment.Status.ACTIVE and assignment.assigned_by_id is None:
             _release(assignment)
     document = locked[last.document_id]
     last.delete()
@@ -563,7 +574,7 @@ def annotation_undo(*, user: AbstractBaseUser, project: Project) -> Document | N
     if not _adjudicated(document):
         document.final_labels = _final_labels(project, document)
     document.save(update_fields=["n_annotations", "final_labels"])
-    return document
+    return Undone(document=document, labels=list(last.labels))
 
 
 def flag_create(
@@ -617,6 +628,43 @@ def document_adjudicate(
     )
 
 
+def _slots_in_use(project: Project, document: Document) -> int:
+    """What Document.slots_taken should hold: its live and finished hand-outs, and the
+    whole overlap once it is final (an imported or decided label needs no one else)."""
+    used = Assignment.objects.filter(
+        document=document, status__in=[Assignment.Status.ACTIVE, Assignment.Status.DONE]
+    ).count()
+    return max(used, project.overlap) if document.final_labels is not None else used
+
+
+@transaction.atomic
+def annotation_delete(*, project: Project, annotation_id: int) -> Document:
+    """A lead takes one answer (an annotator's or an imported label) off a document. The
+    final label follows the answers left, unless a decision stands; the answer's slot goes
+    back to the queue (its annotator may be handed the document again). Locks in
+    LOCK_ORDER: the document, its assignments, the answer."""
+    found = Annotation.objects.filter(pk=annotation_id, document__project=project).values_list(
+        "document_id", flat=True
+    ).first()
+    if found is None:
+        raise QueueError("That answer is not in this project (deleted meanwhile?).")
+    document = Document.objects.select_for_update().get(pk=found)
+    assignments = Assignment.objects.select_for_update().filter(document=document)
+    list(assignments.order_by("pk"))
+    annotation = Annotation.objects.select_for_update().filter(pk=annotation_id).first()
+    if annotation is None:
+        raise QueueError("That answer was deleted meanwhile.")
+    if annotation.annotator_id is not None:
+        assignments.filter(user_id=annotation.annotator_id).delete()
+    annotation.delete()
+    document.n_annotations = max(document.n_annotations - 1, 0)
+    if not _adjudicated(document):
+        document.final_labels = _final_labels(project, document)
+    document.slots_taken = _slots_in_use(project, document)
+    document.save(update_fields=["n_annotations", "final_labels", "slots_taken"])
+    return document
+
+
 def flag_resolve(*, project: Project, flag_id: int) -> Flag:
     """Marks one of the project's flags dealt with."""
     flag = Flag.objects.filter(pk=flag_id, document__project=project).first()
@@ -626,6 +674,132 @@ def flag_resolve(*, project: Project, flag_id: int) -> Flag:
         flag.resolved = True
         flag.save(update_fields=["resolved"])
     return flag
+
+
+# --- documents, singly and in bulk ------------------------------------------------------
+
+
+def documents_delete(*, project: Project, document_ids: Iterable[int]) -> int:
+    """Deletes the project's documents among `document_ids`, with everything that points
+    at them (answers, hand-outs, flags, decisions, predictions); returns how many."""
+    with transaction.atomic():
+        ids = list(Document.objects.filter(project=project, pk__in=list(document_ids))
+                   .values_list("pk", flat=True))
+        Document.objects.filter(pk__in=ids).delete()
+    return len(ids)
+
+
+# A bulk action takes at most this many documents per request, so one request's
+# transaction stays short; a larger selection is refused with the count.
+BULK_LIMIT = 1000
+# How long a document a lead handed to an annotator stays theirs.
+LEAD_ASSIGNMENT_TTL = timedelta(days=14)
+
+
+def bulk_ids(project: Project, document_ids: Iterable[int]) -> list[int]:
+    """The project's documents among `document_ids`, checked against BULK_LIMIT."""
+    ids = sorted(set(document_ids))
+    if len(ids) > BULK_LIMIT:
+        raise ValidationError(
+            f"{len(ids):,} documents selected; at most {BULK_LIMIT:,} per action. "
+            "Narrow the filter and repeat.", code="too_many")
+    if not ids:
+        raise ValidationError("No documents selected.", code="empty")
+    return list(Document.objects.filter(project=project, pk__in=ids).order_by("pk")
+                .values_list("pk", flat=True))
+
+
+@transaction.atomic
+def documents_label(
+    *, project: Project, document_ids: Iterable[int], label_ids: list[int],
+    user: AbstractBaseUser, reason: str,
+) -> int:
+    """A lead sets the final label(s) of many documents at once: one adjudication each
+    (the reason is kept on every one), so each document's history shows it."""
+    ids = bulk_ids(project, document_ids)
+    if not reason.strip():
+        raise ValidationError({"reason": "Say why these documents get this label."})
+    for document in Document.objects.filter(pk__in=ids).order_by("pk"):
+        document_adjudicate(document=document, user=user, label_ids=label_ids, reason=reason)
+    return len(ids)
+
+
+@transaction.atomic
+def documents_send_to_review(
+    *, project: Project, document_ids: Iterable[int], user: AbstractBaseUser, comment: str
+) -> int:
+    """Puts documents on the review pages' Flags queue with the lead's comment; a document
+    with an open flag already is left as it is. Returns how many were flagged."""
+    ids = bulk_ids(project, document_ids)
+    comment = comment.strip() or "Sent to review by a lead."
+    flagged = set(Flag.objects.filter(document_id__in=ids, resolved=False)
+                  .values_list("document_id", flat=True))
+    new = [Flag(document_id=i, user=user, comment=comment[:5000]) for i in ids if i not in flagged]
+    Flag.objects.bulk_create(new)
+    return len(new)
+
+
+@transaction.atomic
+def documents_to_holdout(*, project: Project, document_ids: Iterable[int]) -> int:
+    """Moves documents into the fixed holdout: never trained on, and once labelled never
+    handed out again. Returns how many moved (those already there do not count)."""
+    ids = bulk_ids(project, document_ids)
+    return Document.objects.filter(pk__in=ids).exclude(split=Document.Split.HOLDOUT).update(
+        split=Document.Split.HOLDOUT
+    )
+
+
+@dataclass(frozen=True)
+class AssignSummary:
+    assigned: int
+    final: int  # already labelled: nothing to do
+    full: int  # every annotation slot taken
+    seen: int  # the annotator already had it (answered, skipped or holding it)
+
+
+@transaction.atomic
+def documents_assign(
+    *, project: Project, document_ids: Iterable[int], username: str, by: AbstractBaseUser
+) -> AssignSummary:
+    """A lead hands documents to one annotator of the project: each becomes theirs (an
+    active hand-out that lasts LEAD_ASSIGNMENT_TTL) and comes up on their page before the
+    queue's. A document that is final, has no free slot, or that the annotator has had
+    before is left out and counted. Locks the documents (by id), then inserts the
+    hand-outs (LOCK_ORDER)."""
+    membership = Membership.objects.filter(
+        project=project, user__username=username, user__is_active=True
+    ).select_related("user").first()
+    if membership is None or not membership.can_annotate:
+        raise ValidationError({"annotator": f"{username!r} cannot annotate in this project."})
+    user = membership.user
+    ids = bulk_ids(project, document_ids)
+    documents = list(_lock_in_order(Document.objects.filter(pk__in=ids)))
+    had = set(Assignment.objects.filter(user=user, document_id__in=ids)
+              .values_list("document_id", flat=True))
+    now = timezone.now()
+    counts = Counter()
+    handed = []
+    for document in documents:
+        if document.final_labels is not None:
+            counts["final"] += 1
+        elif document.pk in had:
+            counts["seen"] += 1
+        elif document.slots_taken >= project.overlap:
+            counts["full"] += 1
+        else:
+            handed.append(Assignment(document=document, project=project, user=user,
+                                     assigned_by=by, created_at=now,
+                                     expires_at=now + LEAD_ASSIGNMENT_TTL))
+    Assignment.objects.bulk_create(handed)
+    Document.objects.filter(pk__in=[a.document_id for a in handed]).update(
+        slots_taken=F("slots_taken") + 1
+    )
+    return AssignSummary(assigned=len(handed), final=counts["final"], full=counts["full"],
+                         seen=counts["seen"])
+
+
+def _lock_in_order(queryset):  # type: ignore[no-untyped-def]
+    return queryset.select_for_update().order_by("pk")
 
 
 # --- the held-out evaluation set ---------------------------------------------------------

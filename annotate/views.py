@@ -186,16 +186,18 @@ def annotate_skip(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def annotate_undo(request: HttpRequest, pk: int) -> HttpResponse:
     try:
-        document = services.annotation_undo(
+        undone = services.annotation_undo(
             user=request.user, project=request.project  # type: ignore[attr-defined]
         )
     except services.QueueError as exc:
         return _next(request, error=str(exc))
-    if document is None:
+    if undone is None:
         return _next(request, error="Nothing to undo.")
     if not request.htmx:  # type: ignore[attr-defined]
         return redirect("annotate:annotate", pk=pk)
-    return _render_item(request, document, notice="Undone: label it again.")
+    # The answer taken back is shown selected: keep it (Enter, or its key) or change it.
+    return _render_item(request, undone.document, previous=undone.labels,
+                        notice="Undone: your answer is selected; keep it or change it.")
 
 
 @busy_means_try_again

@@ -146,7 +146,13 @@ class ImportReportSerializer(serializers.Serializer):
 
 
 class AnnotationSerializer(serializers.ModelSerializer):
-    annotator = serializers.CharField(source="annotator.get_username", read_only=True)
+    annotator = serializers.CharField(
+        source="annotator.get_username", read_only=True, allow_null=True,
+        help_text="Null for an imported label: see imported_from.",
+    )
+    imported_from = serializers.CharField(
+        read_only=True, help_text="The file an imported label came from (empty otherwise).",
+    )
     labels = serializers.SerializerMethodField()
     guideline_version = serializers.IntegerField(
         source="guideline_version.version", read_only=True, allow_null=True, default=None
@@ -155,7 +161,7 @@ class AnnotationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Annotation
         fields = ["id", "document", "annotator", "labels", "guideline_version", "source",
-                  "duration_ms", "created_at"]
+                  "imported_from", "duration_ms", "created_at"]
         read_only_fields = fields
 
     @extend_schema_field({"type": "array", "items": {"type": "string"}})

@@ -440,7 +440,7 @@ class AnnotationListView(ProjectScoped, generics.ListAPIView):
 
     def get_queryset(self) -> QuerySet[Annotation]:
         annotations = Annotation.objects.filter(document__project=self.project).select_related(
-            "annotator", "guideline_version"
+            "annotator", "guideline_version", "import_job"
         ).order_by("id")
         sees_all = self.membership.role != Membership.Role.ANNOTATOR or (
             self.project.annotators_see_others

@@ -16,8 +16,8 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.db.models import Count, F, QuerySet
-from django.db.models.functions import Floor, TruncDate, TruncHour
+from django.db.models import Avg, Count, F, Max, Min, QuerySet
+from django.db.models.functions import Floor, TruncDate, TruncMinute
 from django.http import Http404
 from django.utils import timezone
 
@@ -209,38 +209,61 @@ def label_distribution(project: Project) -> list[LabelCount]:
 class Throughput:
     username: str
     annotations: int
-    active_hours: int
-    per_hour: float  # annotations per active hour
+    active_hours: float  # time spent labelling, breaks left out (see annotator_throughput)
+    per_hour: float | None  # annotations per active hour; None when no time was measured
     median_seconds: float | None  # time spent per annotation, from duration_ms
 
 
+# A pause longer than this between two labels is a break, not work.
+BREAK_AFTER = timedelta(minutes=5)
+
+
 def annotator_throughput(project: Project, *, days: int = 7) -> list[Throughput]:
-    """Each annotator's pace over the last `days` days: annotations per *active* hour (an
-    hour-of-the-clock bucket with at least one annotation), so breaks and nights do not
-    count as slow work. Grouped by (annotator, hour) in the database."""
+    """Each annotator's pace over the last `days` days: annotations per active hour, where
+    active time is the time between consecutive labels, leaving out pauses longer than
+    BREAK_AFTER; the first label after a break counts for the time it was on screen
+    (duration_ms), where the page measured it.
+
+    (Counting every clock hour that holds a label as a whole hour read a few minutes of
+    fast work as an hour of slow work: 231 an hour for annotators labelling 1,800.)
+
+    Read per (annotator, minute) from the database, first and last label and count each,
+    so rows grow with the minutes worked, not the labels: the gaps inside a minute add up
+    to its last label less its first."""
     since = timezone.now() - timedelta(days=days)
     rows = (
         Annotation.objects.filter(
-            document__project=project, source=Annotation.Source.HUMAN, created_at__gte=since
+            document__project=project, source=Annotation.Source.HUMAN, created_at__gte=since,
+            annotator__isnull=False,
         )
-        .annotate(hour=TruncHour("created_at"))
-        .values("annotator", "hour")
-        .annotate(n=Count("id"))
-        .order_by()
+        .annotate(minute=TruncMinute("created_at"))
+        .values("annotator", "minute")
+        .annotate(n=Count("id"), first=Min("created_at"), last=Max("created_at"),
+                  on_screen_ms=Avg("duration_ms"))
+        .order_by("annotator", "minute")
     )
     count: Counter = Counter()
-    hours: Counter = Counter()
-    for row in rows:
-        count[row["annotator"]] += row["n"]
-        hours[row["annotator"]] += 1
+    seconds: Counter = Counter()
+    for user_id, group in itertools.groupby(rows, key=lambda r: r["annotator"]):
+        previous = None
+        for row in group:
+            count[user_id] += row["n"]
+            gap = row["first"] - previous if previous is not None else None
+            if gap is not None and gap <= BREAK_AFTER:
+                seconds[user_id] += gap.total_seconds()
+            elif row["on_screen_ms"] is not None:
+                # The session's first label: the time it was on screen (the minute's mean).
+                seconds[user_id] += float(row["on_screen_ms"]) / 1000
+            seconds[user_id] += (row["last"] - row["first"]).total_seconds()
+            previous = row["last"]
     medians = _median_durations(project, since, list(count))
     names = dict(get_user_model().objects.filter(pk__in=count).values_list("pk", "username"))
     result = [
         Throughput(
             username=names.get(user_id, str(user_id)),
             annotations=count[user_id],
-            active_hours=hours[user_id],
-            per_hour=count[user_id] / hours[user_id],
+            active_hours=seconds[user_id] / 3600,
+            per_hour=count[user_id] * 3600 / seconds[user_id] if seconds[user_id] else None,
             median_seconds=medians.get(user_id),
         )
         for user_id in count

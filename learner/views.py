@@ -237,10 +237,17 @@ def progress(request: HttpRequest, pk: int) -> HttpResponse:
     """The round-status panel, polled every 2 s while a round is queued or running. Once
     none is, it answers 286 (htmx stops polling) and fires an event on which the results
     panel reloads itself, so the new point appears without a page load; it fires the same
-    event when a round finished since the last poll (`?shown=` the newest it knew)."""
+    event when a round finished since the last poll (`?shown=` the newest it knew).
+
+    The idle panel polls too (`?newest=` the newest round it shows), so a round that labels,
+    a timer or another lead started appears on an open dashboard; while there is still no
+    newer round it gets 204, which htmx swaps nothing for (a half-typed field survives)."""
     project = request.project  # type: ignore[attr-defined]
     context = {"project": project, "membership": request.membership,  # type: ignore[attr-defined]
                **_status_context(project)}
+    newest = context["last"].number if context["last"] else 0
+    if context["active"] is None and request.GET.get("newest") == str(newest):
+        return HttpResponse(status=204)
     response = render(request, "learner/dashboard.html#status", context)
     if context["active"] is None:
         response.status_code = STOP_POLLING

@@ -48,6 +48,8 @@ class AnswerOf:
     labels: list[str]
     guideline_version: int | None
     source: str
+    # The imported file's name, for an imported label ("" if it came without one).
+    imported_from: str = ""
 
 
 @dataclass
@@ -58,13 +60,20 @@ class ExportRow:
     labels: list[str] | None
     split: str
     meta: dict[str, Any]
+    # Annotators' answers by username; an imported label is never one of them.
     answers: dict[str, AnswerOf] = field(default_factory=dict)
+    imported: AnswerOf | None = None
 
     @property
     def guideline_versions(self) -> list[int]:
-        return sorted(
-            {a.guideline_version for a in self.answers.values() if a.guideline_version}
-        )
+        every = [*self.answers.values(), *([self.imported] if self.imported else [])]
+        return sorted({a.guideline_version for a in every if a.guideline_version})
+
+    @property
+    def imported_from(self) -> str | None:
+        """The file the labels were imported from; None unless they came from a named
+        file."""
+        return (self.imported.imported_from or None) if self.imported else None
 
 
 def export_filename(project: Project, fmt: str) -> str:
@@ -79,16 +88,20 @@ def _documents(project: Project, *, labelled_only: bool) -> QuerySet[Document]:
 
 
 def export_rows(
-    project: Project, *, labelled_only: bool = True, chunk_size: int = CHUNK_SIZE
+    project: Project, *, labelled_only: bool = True, chunk_size: int = CHUNK_SIZE,
+    split: str | None = None,
 ) -> Iterator[ExportRow]:
     """Every document of the project in id order (only those with final labels unless
-    `labelled_only` is False), with all its annotations."""
+    `labelled_only` is False; only those of `split` when given), with all its
+    annotations."""
     names = dict(project.labels.values_list("id", "name"))
 
     def name_of(label_id: int) -> str:
         return names.get(label_id, str(label_id))
 
     documents = _documents(project, labelled_only=labelled_only).order_by("id")
+    if split is not None:
+        documents = documents.filter(split=split)
     values = documents.values_list("id", "external_id", "text", "final_labels", "split", "meta")
     chunk: list[ExportRow] = []
     for doc_id, external_id, text, final, split, meta in values.iterator(chunk_size=chunk_size):
@@ -116,15 +129,23 @@ def _with_answers(
     answers = Annotation.objects.filter(
         document__project=project, document_id__gte=chunk[0].id, document_id__lte=chunk[-1].id
     ).values_list(
-        "document_id", "annotator__username", "labels", "guideline_version__version", "source"
+        "document_id", "annotator__username", "labels", "guideline_version__version", "source",
+        "import_job__file_name",
     )
     by_document: dict[int, dict[str, AnswerOf]] = defaultdict(dict)
-    for doc_id, username, labels, version, source in answers.order_by("id"):
-        by_document[doc_id][username] = AnswerOf(
-            labels=[name_of(i) for i in labels], guideline_version=version, source=source
+    imported: dict[int, AnswerOf] = {}
+    for doc_id, username, labels, version, source, file_name in answers.order_by("id"):
+        answer = AnswerOf(
+            labels=[name_of(i) for i in labels], guideline_version=version, source=source,
+            imported_from=(file_name or "") if source == Annotation.Source.IMPORT else "",
         )
+        if source == Annotation.Source.IMPORT or username is None:
+            imported[doc_id] = answer
+        else:
+            by_document[doc_id][username] = answer
     for row in chunk:
         row.answers = by_document.get(row.id, {})
+        row.imported = imported.get(row.id)
     return chunk
 
 
@@ -141,9 +162,11 @@ def export_jsonl(
 
     {"id", "external_id", "text", "label" (name; a list of names for multi-label projects;
      null if not final), "split", "guideline_versions" (distinct versions the document's
-     annotations were made under), "imported" (its labels came from an import), "meta",
+     annotations were made under), "imported" (its labels came from an import),
+     "imported_from" (the imported file's name, or null), "meta",
      and with include_annotators: "annotators" {username: label(s)},
-     "annotator_guideline_versions" {username: version or null}}
+     "annotator_guideline_versions" {username: version or null}; an imported label is
+     not an annotator's answer and appears in neither}
     """
     multi = project.is_multi_label
     for row in export_rows(project, labelled_only=labelled_only):
@@ -154,7 +177,8 @@ def export_jsonl(
             "label": _label_value(row.labels, multi),
             "split": row.split,
             "guideline_versions": row.guideline_versions,
-            "imported": any(a.source == Annotation.Source.IMPORT for a in row.answers.values()),
+            "imported": row.imported is not None,
+            "imported_from": row.imported_from,
             "meta": row.meta,
         }
         if include_annotators:
@@ -183,8 +207,9 @@ def export_csv(
     bom: bool = False,
 ) -> Iterator[str]:
     """CSV with a header: id, external_id, text, label ("|"-joined names), split,
-    guideline_versions ("|"-joined), meta (JSON), then with include_annotators a pair of
-    columns per annotator: annotator:<username> and guideline_version:<username>.
+    guideline_versions ("|"-joined), imported_from (the file imported labels came from),
+    meta (JSON), then with include_annotators a pair of columns per annotator:
+    annotator:<username> and guideline_version:<username> (imported labels have none).
 
     Cells that would start a spreadsheet formula get a leading single quote unless `raw`;
     `bom` starts the file with a UTF-8 byte-order mark (Excel needs one to read UTF-8 on
@@ -193,7 +218,10 @@ def export_csv(
     usernames: list[str] = []
     if include_annotators:
         usernames = list(
-            Annotation.objects.filter(document__project=project)
+            Annotation.objects.filter(
+                document__project=project, source=Annotation.Source.HUMAN,
+                annotator__isnull=False,
+            )
             .order_by("annotator__username")
             .values_list("annotator__username", flat=True)
             .distinct()
@@ -203,7 +231,8 @@ def export_csv(
     def line(cells: list[Any]) -> str:
         return writer.writerow(cells if raw else [formula_quoted(cell) for cell in cells])
 
-    header = ["id", "external_id", "text", "label", "split", "guideline_versions", "meta"]
+    header = ["id", "external_id", "text", "label", "split", "guideline_versions",
+              "imported_from", "meta"]
     for username in usernames:
         header += [f"annotator:{username}", f"guideline_version:{username}"]
     # The importers drop a byte-order mark, so either way the file imports back.
@@ -216,6 +245,7 @@ def export_csv(
             "|".join(row.labels or []),
             row.split,
             "|".join(map(str, row.guideline_versions)),
+            row.imported_from or "",
             json.dumps(row.meta, ensure_ascii=False) if row.meta else "",
         ]
         for username in usernames:
@@ -228,7 +258,98 @@ def export_csv(
         yield line(cells)
 
 
-def _hf_features(project: Project, include_annotators: bool) -> Any:
+# The dataset's splits, by Document.split.
+HF_SPLITS = {"train": Document.Split.POOL, "holdout": Document.Split.HOLDOUT}
+# Columns every row has; a metadata key with one of these names becomes meta_<key>.
+HF_FIXED_COLUMNS = ("id", "external_id", "text", "label", "labels", "guideline_versions",
+                    "imported_from", "annotations")
+# Metadata keys beyond this many (a messy import can have thousands) share one JSON column.
+HF_MAX_META_COLUMNS = 100
+HF_META_OTHER = "meta_other"
+
+
+def _meta_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int64"
+    if isinstance(value, float):
+        return "float64"
+    if isinstance(value, str):
+        return "string"
+    return "json"
+
+
+def _merge_kinds(a: str | None, b: str) -> str:
+    if a is None or a == b:
+        return b
+    if {a, b} == {"int64", "float64"}:
+        return "float64"
+    return "json"  # mixed types: the value's JSON text, so nothing is lost
+
+
+@dataclass(frozen=True)
+class HfMetaColumns:
+    """How documents' metadata becomes typed columns: key -> (column name, kind), where
+    kind is a `datasets.Value` dtype or "json" (the value's JSON text, for nested or mixed
+    values). Keys past HF_MAX_META_COLUMNS go, as JSON, to `meta_other`."""
+
+    columns: dict[str, tuple[str, str]]
+    has_other: bool
+
+    def features(self) -> dict[str, Any]:
+        from datasets import Value
+
+        typed = {
+            name: Value("string" if kind == "json" else kind)
+            for name, kind in self.columns.values()
+        }
+        return typed | ({HF_META_OTHER: Value("string")} if self.has_other else {})
+
+    def values(self, meta: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {name: None for name, _ in self.columns.values()}
+        other = {}
+        for key, value in meta.items():
+            if key not in self.columns:
+                other[key] = value
+                continue
+            name, kind = self.columns[key]
+            if value is None:
+                continue
+            if kind == "json":
+                value = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            elif kind == "float64":
+                value = float(value)
+            out[name] = value
+        if self.has_other:
+            out[HF_META_OTHER] = json.dumps(other, ensure_ascii=False) if other else None
+        return out
+
+
+def hf_meta_columns(project: Project, *, labelled_only: bool) -> HfMetaColumns:
+    """One pass over the exported documents' metadata (chunked, one dict at a time) to
+    find its keys and a type for each."""
+    kinds: dict[str, str | None] = {}
+    metas = _documents(project, labelled_only=labelled_only).order_by("id").values_list(
+        "meta", flat=True
+    )
+    for meta in metas.iterator(chunk_size=CHUNK_SIZE):
+        for key, value in (meta or {}).items():
+            kind = kinds.get(key)
+            kinds[key] = kind if value is None else _merge_kinds(kind, _meta_kind(value))
+    keys = sorted(kinds)
+    kept, has_other = keys[:HF_MAX_META_COLUMNS], len(keys) > HF_MAX_META_COLUMNS
+    taken = set(HF_FIXED_COLUMNS) | ({HF_META_OTHER} if has_other else set())
+    columns = {}
+    for key in kept:
+        name = f"meta_{key}" if key in taken else key
+        taken.add(name)
+        # A key whose values were all null has no type to go by: text.
+        columns[key] = (name, kinds[key] or "string")
+    return HfMetaColumns(columns=columns, has_other=has_other)
+
+
+def _hf_features(project: Project, include_annotators: bool, meta: HfMetaColumns) -> Any:
     from datasets import ClassLabel, Features, List, Value
 
     names = list(project.labels.values_list("name", flat=True))
@@ -238,14 +359,14 @@ def _hf_features(project: Project, include_annotators: bool) -> Any:
         "text": Value("string"),
     }
     if project.is_multi_label:
-        columns["labels"] = List(Value("string"))
+        columns["labels"] = List(ClassLabel(names=names))
     else:
         columns["label"] = ClassLabel(names=names)
     columns |= {
-        "split": Value("string"),
         "guideline_versions": List(Value("int64")),
-        "meta": Value("string"),  # JSON: meta keys differ from document to document
+        "imported_from": Value("string"),
     }
+    columns |= meta.features()
     if include_annotators:
         columns["annotations"] = List(
             {
@@ -253,37 +374,44 @@ def _hf_features(project: Project, include_annotators: bool) -> Any:
                 "labels": List(Value("string")),
                 "guideline_version": Value("int64"),
                 "source": Value("string"),
+                "imported_from": Value("string"),
             }
         )
     return Features(columns)
 
 
 def _hf_examples(
-    project_id: int, labelled_only: bool, include_annotators: bool
+    project_id: int, split: str, labelled_only: bool, include_annotators: bool,
+    meta: HfMetaColumns,
 ) -> Iterator[dict[str, Any]]:
     project = Project.objects.get(pk=project_id)
     multi = project.is_multi_label
-    for row in export_rows(project, labelled_only=labelled_only):
+    index = {name: i for i, name in enumerate(project.labels.values_list("name", flat=True))}
+    for row in export_rows(project, labelled_only=labelled_only, split=split):
         example: dict[str, Any] = {"id": row.id, "external_id": row.external_id, "text": row.text}
         if multi:
-            example["labels"] = row.labels or []
+            example["labels"] = [index[name] for name in row.labels or [] if name in index]
         else:
             # ClassLabel's "no label" value, for unlabelled documents in an all-rows export.
-            example["label"] = row.labels[0] if row.labels else -1
+            example["label"] = index.get(row.labels[0], -1) if row.labels else -1
         example |= {
-            "split": row.split,
             "guideline_versions": row.guideline_versions,
-            "meta": json.dumps(row.meta, ensure_ascii=False),
+            "imported_from": row.imported_from,
         }
+        example |= meta.values(row.meta)
         if include_annotators:
+            answers = [(user, a) for user, a in row.answers.items()]
+            if row.imported is not None:
+                answers.append((None, row.imported))
             example["annotations"] = [
                 {
                     "annotator": user,
                     "labels": a.labels,
                     "guideline_version": a.guideline_version,
                     "source": a.source,
+                    "imported_from": a.imported_from or None,
                 }
-                for user, a in row.answers.items()
+                for user, a in answers
             ]
         yield example
 
@@ -295,44 +423,60 @@ def export_hf_dataset(
     labelled_only: bool = True,
     include_annotators: bool = False,
 ) -> Path:
-    """Writes the project as a Hugging Face dataset folder (`Dataset.save_to_disk`), which
-    `datasets.load_from_disk(out_dir)` reads back. Columns: id, external_id, text,
-    label (ClassLabel over the project's label names, -1 when not final) for single-label
-    projects or labels (list of names) for multi-label ones, split, guideline_versions,
-    meta (JSON text), and with include_annotators annotations (a list of
-    {annotator, labels, guideline_version, source}).
+    """Writes the project as a Hugging Face `DatasetDict` folder (`save_to_disk`), which
+    `datasets.load_from_disk(out_dir)` reads back, with two splits: "train" (the pool's
+    documents) and "holdout" (the fixed evaluation set), both always present.
+
+    Columns: id, external_id, text; label (a ClassLabel over the project's label names,
+    -1 when not final) for single-label projects, or labels (a list of ClassLabel) for
+    multi-label ones; guideline_versions; imported_from (the file imported labels came
+    from, or null); one typed column per metadata key (see hf_meta_columns: a key that
+    clashes with a column above is meta_<key>; nested or mixed values are JSON text);
+    and with include_annotators annotations (a list of {annotator (null for an imported
+    label), labels, guideline_version, source, imported_from}).
 
     Rows stream through Arrow files in a private temporary cache, never all in memory.
     """
-    from datasets import Dataset
+    from datasets import Dataset, DatasetDict
     from datasets.utils import logging as hf_logging
 
     out = Path(out_dir)
-    features = _hf_features(project, include_annotators)
+    meta = hf_meta_columns(project, labelled_only=labelled_only)
+    features = _hf_features(project, include_annotators, meta)
     # Progress bars would only clutter the server log and the command's output.
     bars_were_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
         with tempfile.TemporaryDirectory(prefix="labelwise-hf-cache-") as cache:
-            if not _documents(project, labelled_only=labelled_only).exists():
-                # from_generator refuses to build a dataset from no rows at all.
-                empty = Dataset.from_dict({name: [] for name in features}, features=features)
-                empty.save_to_disk(str(out), num_shards=1)
-                return out
-            dataset = Dataset.from_generator(
-                _hf_examples,
-                features=features,
-                cache_dir=cache,
-                gen_kwargs={
-                    "project_id": project.pk,
-                    "labelled_only": labelled_only,
-                    "include_annotators": include_annotators,
-                },
-                # A fresh fingerprint: a cached earlier export must never be served instead.
-                fingerprint=uuid.uuid4().hex,
-            )
-            dataset.save_to_disk(str(out))
-            del dataset
+            splits, shards = {}, {}
+            for name, split in HF_SPLITS.items():
+                documents = _documents(project, labelled_only=labelled_only)
+                if not documents.filter(split=split).exists():
+                    # from_generator refuses to build a dataset from no rows at all.
+                    splits[name] = Dataset.from_dict(
+                        {column: [] for column in features}, features=features
+                    )
+                    # Left to itself, save_to_disk writes no shard for no rows, and the
+                    # folder would not load.
+                    shards[name] = 1
+                    continue
+                splits[name] = Dataset.from_generator(
+                    _hf_examples,
+                    features=features,
+                    cache_dir=cache,
+                    gen_kwargs={
+                        "project_id": project.pk,
+                        "split": split,
+                        "labelled_only": labelled_only,
+                        "include_annotators": include_annotators,
+                        "meta": meta,
+                    },
+                    # A fresh fingerprint: a cached earlier export must never be served.
+                    fingerprint=uuid.uuid4().hex,
+                )
+            dataset = DatasetDict(splits)
+            dataset.save_to_disk(str(out), num_shards={name: shards.get(name) for name in splits})
+            del dataset, splits
     finally:
         if bars_were_on:
             hf_logging.enable_progress_bar()

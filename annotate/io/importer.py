@@ -400,12 +400,14 @@ def _finish(writer: _Writer, user: AbstractBaseUser) -> None:
                 None, "a label the file uses was deleted during the import; nothing was "
                       "imported, please try again")
         if writer.labelled:
-            # An imported label is a finished answer by `user`: one per labelled document,
-            # copied from the final labels its batch stored.
+            # An imported label is a finished answer, by nobody here: it names its import
+            # (the file, who uploaded it), never the uploader as its annotator. One per
+            # labelled document, copied from the final labels its batch stored.
             opts = Document._meta
             qn = connection.ops.quote_name
             rows_insert_select(
-                Annotation(annotator=user, labels=[], source=Annotation.Source.IMPORT,
+                Annotation(annotator=None, labels=[], source=Annotation.Source.IMPORT,
+                           import_job=job,
                            guideline_version=selectors.guideline_current(project)),
                 {"document_id": qn("id"), "labels": qn("final_labels")},
                 f"FROM {qn(opts.db_table)} WHERE {qn(opts.get_field('import_job').column)}"
@@ -468,8 +470,8 @@ def documents_import(
 
     Exact duplicates (same text after normalisation, see models.normalise_text), within
     the file or of documents already in the project, are skipped and reported. Rows with
-    labels become imported annotations by `user` under the current guidelines and are
-    final at once.
+    labels become imported annotations under the current guidelines, with no annotator
+    and the import (file name, `user` who uploaded it) recorded, and are final at once.
 
     Writes in short transactions (see the module's docstring): called inside a
     transaction, it holds that transaction's locks to the end instead.
@@ -485,7 +487,10 @@ def documents_import(
             None, f"unknown format {fmt!r}; choose one of {', '.join(PARSERS)}"
         )
     _abandoned_discard()
-    job = DocumentImport.objects.create(project=project, created_by=user)
+    file_name = PurePath(name or str(getattr(file, "name", "") or "")).name
+    job = DocumentImport.objects.create(
+        project=project, created_by=user, file_name=file_name[:255]
+    )
     writer = _Writer(project=project, job=job)
     try:
         try:

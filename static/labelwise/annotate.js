@@ -94,12 +94,29 @@
       return;
     }
     switch (event.key) {
-      case "Enter":
-        if (multi && document.getElementById("label-form")) {
+      case "Enter": {
+        const form = document.getElementById("label-form");
+        if (multi && form) {
           event.preventDefault();
-          submit(document.getElementById("label-form"));
+          submit(form);
+        } else if (form && event.target.tagName !== "BUTTON") {
+          // After an undo the answer taken back is shown pressed: Enter keeps it.
+          const previous = form.querySelector("[data-previous]");
+          if (previous) {
+            event.preventDefault();
+            submit(form, previous);
+          }
         }
         break;
+      }
+      case "a": {
+        const accept = document.getElementById("accept-form");
+        if (accept) {
+          event.preventDefault();
+          submit(accept);
+        }
+        break;
+      }
       case "s":
         event.preventDefault();
         submit(document.getElementById("skip") && document.getElementById("skip").form);

@@ -76,6 +76,7 @@ def test_jsonl_export_has_final_label_each_annotator_and_guideline_version(proje
         "split": "holdout",
         "guideline_versions": [1, 2],
         "imported": False,
+        "imported_from": None,
         "meta": {"source": "wire"},
         "annotators": {"annotator": "business", "lead": "business"},
         "annotator_guideline_versions": {"annotator": 1, "lead": 2},
@@ -102,8 +103,8 @@ def test_csv_export_has_a_column_pair_per_annotator(project, labelled):
     text = "".join(exporters.export_csv(project, labelled_only=False))
     rows = list(csv.DictReader(io.StringIO(text)))
     assert list(rows[0]) == [
-        "id", "external_id", "text", "label", "split", "guideline_versions", "meta",
-        "annotator:annotator", "guideline_version:annotator",
+        "id", "external_id", "text", "label", "split", "guideline_versions", "imported_from",
+        "meta", "annotator:annotator", "guideline_version:annotator",
         "annotator:lead", "guideline_version:lead",
     ]
     first, second, third = rows
@@ -132,9 +133,9 @@ def test_multi_label_exports_join_names(lead, tmp_path):
     rows = list(csv.DictReader(io.StringIO(text)))
     assert rows[0]["label"] == "business|tech"
     out = exporters.export_hf_dataset(project, tmp_path / "hf")
-    loaded = datasets.load_from_disk(str(out))
-    assert loaded[0]["labels"] == ["business", "tech"]
-    assert "label" not in loaded.column_names
+    train = datasets.load_from_disk(str(out))["train"]
+    assert train.features["labels"].feature.int2str(train[0]["labels"]) == ["business", "tech"]
+    assert "label" not in train.column_names
 
 
 def test_imported_labels_are_marked_and_exports_read_back(project, lead, tmp_path):
@@ -146,7 +147,11 @@ def test_imported_labels_are_marked_and_exports_read_back(project, lead, tmp_pat
     with source.open("rb") as file:
         documents_import(project=project, file=file, fmt=None, user=lead, name="in.jsonl")
     [row] = jsonl_rows(project)
-    assert row["imported"] is True
+    assert row["imported"] is True and row["imported_from"] == "in.jsonl"
+    # The label is the file's: the lead who uploaded it is nobody's annotator here.
+    assert row["annotators"] == {} and row["annotator_guideline_versions"] == {}
+    [csv_row] = csv.DictReader(io.StringIO("".join(exporters.export_csv(project))))
+    assert csv_row["imported_from"] == "in.jsonl" and "annotator:lead" not in csv_row
     assert (row["external_id"], row["meta"]) == ("g1", {"lang": "en"})
     # An export is an import file for another project: texts and final labels survive.
     for fmt, lines in [("jsonl", exporters.export_jsonl), ("csv", exporters.export_csv)]:
@@ -243,34 +248,98 @@ def test_export_queries_do_not_grow_with_documents(project, annotator):
     assert queries_for(40) < 15
 
 
-def test_hf_dataset_loads_with_class_labels(project, labelled, tmp_path):
+def test_hf_dataset_is_a_dataset_dict_with_class_labels_and_meta_columns(
+    project, labelled, tmp_path
+):
     out = exporters.export_hf_dataset(project, tmp_path / "hf", include_annotators=True)
     loaded = datasets.load_from_disk(str(out))
-    assert loaded.features["label"].names == ["business", "sport", "tech"]
-    assert len(loaded) == 1
-    row = loaded[0]
-    assert loaded.features["label"].int2str(row["label"]) == "business"
-    assert (row["text"], row["split"], row["guideline_versions"]) == ("Shares rally", "holdout",
-                                                                      [1, 2])
-    assert json.loads(row["meta"]) == {"source": "wire"}
+    assert isinstance(loaded, datasets.DatasetDict)
+    assert set(loaded) == {"train", "holdout"}
+    # Only document 0 is final, and it is in the holdout; the train split is empty but typed.
+    assert (loaded["train"].num_rows, loaded["holdout"].num_rows) == (0, 1)
+    holdout = loaded["holdout"]
+    assert isinstance(holdout.features["label"], datasets.ClassLabel)
+    assert holdout.features["label"].names == ["business", "sport", "tech"]
+    assert loaded["train"].features == holdout.features
+    assert "split" not in holdout.column_names and "meta" not in holdout.column_names
+    row = holdout[0]
+    assert holdout.features["label"].int2str(row["label"]) == "business"
+    assert (row["text"], row["guideline_versions"], row["source"]) == ("Shares rally", [1, 2],
+                                                                       "wire")
     assert {a["annotator"]: (a["labels"], a["guideline_version"]) for a in row["annotations"]} == {
         "annotator": (["business"], 1),
         "lead": (["business"], 2),
     }
 
 
+def test_hf_dataset_puts_pool_documents_in_train(project, labelled, tmp_path):
+    Document.objects.filter(project=project).update(split=Document.Split.POOL)
+    loaded = datasets.load_from_disk(str(exporters.export_hf_dataset(project, tmp_path / "hf")))
+    assert (loaded["train"]["text"], loaded["holdout"].num_rows) == (["Shares rally"], 0)
+
+
+def test_hf_meta_columns_are_typed_and_never_shadow_the_fixed_ones(project, lead, tmp_path):
+    docs = add_documents(project, ["One", "Two", "Three"])
+    metas = [
+        {"year": 2020, "score": 1, "ok": True, "text": "shadow", "tags": ["a"], "mixed": "x"},
+        {"year": 2021, "score": 0.5, "ok": False, "mixed": 3},
+        {},
+    ]
+    for doc, meta in zip(docs, metas, strict=True):
+        Document.objects.filter(pk=doc.pk).update(meta=meta)
+        answer(lead, project, doc, "tech")
+    loaded = datasets.load_from_disk(str(exporters.export_hf_dataset(project, tmp_path / "hf")))
+    train = loaded["train"]
+    dtypes = {name: getattr(train.features[name], "dtype", None) for name in train.features}
+    assert (dtypes["year"], dtypes["score"], dtypes["ok"]) == ("int64", "float64", "bool")
+    assert (dtypes["meta_text"], dtypes["tags"], dtypes["mixed"]) == ("string",) * 3
+    assert train["text"] == ["One", "Two", "Three"]
+    assert train["meta_text"] == ["shadow", None, None]
+    assert train["year"] == [2020, 2021, None] and train["score"] == [1.0, 0.5, None]
+    assert train["ok"] == [True, False, None]
+    # Nested values and values of mixed types are kept as their JSON text.
+    assert train["tags"] == ['["a"]', None, None] and train["mixed"] == ["x", "3", None]
+
+
+def test_hf_multi_label_column_is_a_list_of_class_labels(lead, tmp_path):
+    project = services.project_create(
+        name="Tags", created_by=lead, task_type=Project.TaskType.MULTI_LABEL,
+        labels=["business", "sport", "tech"],
+    )
+    [doc] = add_documents(project, ["Chip maker buys club"])
+    answer(lead, project, doc, "tech", "business")
+    train = datasets.load_from_disk(
+        str(exporters.export_hf_dataset(project, tmp_path / "hf")))["train"]
+    feature = train.features["labels"].feature
+    assert isinstance(feature, datasets.ClassLabel)
+    assert [feature.int2str(i) for i in train[0]["labels"]] == ["business", "tech"]
+
+
+def test_hf_dataset_names_the_file_of_imported_labels(project, lead, tmp_path):
+    source = tmp_path / "gold.jsonl"
+    source.write_text(json.dumps({"text": "Goal!", "label": "sport"}) + "\n")
+    with source.open("rb") as file:
+        documents_import(project=project, file=file, fmt=None, user=lead, name="gold.jsonl")
+    out = exporters.export_hf_dataset(project, tmp_path / "hf", include_annotators=True)
+    row = datasets.load_from_disk(str(out))["train"][0]
+    assert row["imported_from"] == "gold.jsonl"
+    assert row["annotations"] == [{"annotator": None, "labels": ["sport"],
+                                   "guideline_version": 1, "source": "import",
+                                   "imported_from": "gold.jsonl"}]
+
+
 def test_hf_dataset_of_all_documents_marks_unlabelled_rows(project, labelled, tmp_path):
     out = exporters.export_hf_dataset(project, tmp_path / "hf", labelled_only=False)
     loaded = datasets.load_from_disk(str(out))
-    assert loaded["label"] == [0, -1, -1]
-    assert "annotations" not in loaded.column_names
+    assert loaded["holdout"]["label"] == [0] and loaded["train"]["label"] == [-1, -1]
+    assert "annotations" not in loaded["train"].column_names
 
 
 def test_hf_dataset_of_a_project_without_labels_is_empty_but_typed(project, documents, tmp_path):
     out = exporters.export_hf_dataset(project, tmp_path / "hf")
     loaded = datasets.load_from_disk(str(out))
-    assert loaded.num_rows == 0
-    assert loaded.features["label"].names == ["business", "sport", "tech"]
+    assert loaded["train"].num_rows == loaded["holdout"].num_rows == 0
+    assert loaded["train"].features["label"].names == ["business", "sport", "tech"]
 
 
 def test_hf_zip_holds_a_loadable_dataset(project, labelled, tmp_path):
@@ -280,7 +349,7 @@ def test_hf_zip_holds_a_loadable_dataset(project, labelled, tmp_path):
         with zipfile.ZipFile(archive) as zipped:
             zipped.extractall(tmp_path)
         folder = tmp_path / archive.stem
-        assert datasets.load_from_disk(str(folder))["text"] == ["Shares rally"]
+        assert datasets.load_from_disk(str(folder))["holdout"]["text"] == ["Shares rally"]
     finally:
         import shutil
 
@@ -298,7 +367,7 @@ def test_export_command_writes_each_format(project, labelled, tmp_path, capsys):
     assert len(rows) == 3 and "annotator:lead" not in rows[0]
     call_command("export_labels", str(project.pk), "--format", "hf", "--out",
                  str(tmp_path / "hf"))
-    assert datasets.load_from_disk(str(tmp_path / "hf"))["text"] == ["Shares rally"]
+    assert datasets.load_from_disk(str(tmp_path / "hf"))["holdout"]["text"] == ["Shares rally"]
     assert "Wrote 1 documents" in capsys.readouterr().out
 
 

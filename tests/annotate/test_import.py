@@ -92,7 +92,14 @@ def test_csv_labelled_rows_become_final_imported_annotations(project, lead, anno
     assert (labelled.n_annotations, labelled.slots_taken) == (1, project.overlap)
     annotation = Annotation.objects.get(document=labelled)
     assert annotation.source == Annotation.Source.IMPORT
-    assert annotation.annotator == lead
+    # The label is the file's, not an answer of the lead who uploaded it.
+    assert annotation.annotator is None
+    assert (annotation.import_job.file_name, annotation.import_job.created_by) == (
+        "news.csv", lead)
+    assert annotation.author == "imported (news.csv)"
+    assert not Annotation.objects.filter(annotator=lead).exists()
+    [item] = selectors.review_items(project=project, document_ids=[labelled.pk])
+    assert [a.annotator for a in item.answers] == ["imported (news.csv)"]
     assert annotation.labels == label_ids(project, "business")
     assert annotation.guideline_version == selectors.guideline_current(project)
     # The labelled document has left the queue; only the unlabelled one is handed out.
@@ -746,7 +753,8 @@ def test_import_command_prints_the_report(project, lead, tmp_path, capsys):
     call_command("import_documents", str(project.pk), str(path), "--format", "jsonl")
     out = capsys.readouterr().out
     assert "Imported 2 documents (1 labelled)" in out
-    assert Annotation.objects.get().annotator == lead  # the first lead by default
+    # The first lead by default: the import is theirs, the label nobody's answer.
+    assert Annotation.objects.get().import_job.created_by == lead
 
 
 def test_import_command_finds_project_by_name_and_takes_a_user_and_fields(
@@ -757,7 +765,7 @@ def test_import_command_finds_project_by_name_and_takes_a_user_and_fields(
         "import_documents", "News topics", str(path), "--text-field", "body",
         "--label-field", "topic", "--user", "annotator",
     )
-    assert Annotation.objects.get().annotator == annotator
+    assert Annotation.objects.get().import_job.created_by == annotator
 
 
 def test_import_command_error_names_the_line_and_imports_nothing(project, lead, tmp_path):
@@ -771,3 +779,37 @@ def test_import_command_unknown_project(db, tmp_path):
     path = write(tmp_path, "docs.csv", "text\nA\n")
     with pytest.raises(CommandError, match="No project"):
         call_command("import_documents", "nope", str(path))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migration_moves_old_imported_labels_off_their_uploader() -> None:
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = [("annotate", "0005_project_annotators_see_external_ids")], [
+        ("annotate", "0006_imported_labels_name_their_file")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    user = old.get_model("auth", "User").objects.create(username="uploader")
+    project = old.get_model("annotate", "Project").objects.create(name="P", created_by=user)
+    job = old.get_model("annotate", "DocumentImport").objects.create(
+        project=project, created_by=user, status="done")
+    Doc, Ann = old.get_model("annotate", "Document"), old.get_model("annotate", "Annotation")
+    from_file = Doc.objects.create(project=project, text="a", text_hash="a", rand=0.1,
+                                   import_job=job)
+    untraced = Doc.objects.create(project=project, text="b", text_hash="b", rand=0.2)
+    for document in (from_file, untraced):
+        Ann.objects.create(document=document, annotator=user, labels=[1], source="import")
+    Ann.objects.create(document=untraced, annotator=old.get_model("auth", "User").objects.create(
+        username="human"), labels=[1], source="human")
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(after)
+    new = executor.loader.project_state(after).apps.get_model("annotate", "Annotation")
+    rows = {(a.document_id, a.source): (a.annotator_id, a.import_job_id)
+            for a in new.objects.all()}
+    assert rows[(from_file.pk, "import")] == (None, job.pk)
+    # Without a known import, the uploader is the only trace left: kept.
+    assert rows[(untraced.pk, "import")] == (user.pk, None)
+    assert rows[(untraced.pk, "human")][0] is not None

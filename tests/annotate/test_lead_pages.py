@@ -803,7 +803,7 @@ def test_export_hf_is_a_zip_that_load_from_disk_reads(
     with zipfile.ZipFile(io.BytesIO(content_of(response))) as archive:
         archive.extractall(tmp_path)
     (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
-    dataset = datasets.load_from_disk(str(folder))
+    dataset = datasets.load_from_disk(str(folder))["train"]
     names = dataset.features["label"].names
     assert [(row["text"], names[row["label"]]) for row in dataset] == [
         (documents[0].text, "sport"), (documents[1].text, "tech")

@@ -39,6 +39,11 @@ ACCESS: dict[str, set[str] | None] = {
     "guideline_edit": LEAD,
     "guideline_version": MEMBERS,
     "documents": DOCUMENT_READERS,
+    "document": DOCUMENT_READERS,
+    "document_decide": LEAD,
+    "document_answer_delete": LEAD,
+    "document_delete": LEAD,
+    "documents_bulk": LEAD,
     "import": LEAD,
     "holdout": LEAD,
     "export": LEAD,
@@ -59,6 +64,10 @@ def _patterns() -> dict[str, URLPattern]:
 
 def _url(name: str, project) -> str:  # type: ignore[no-untyped-def]
     """The URL with real ids from the project fixture for each of the route's parameters."""
+    from annotate.models import Document, text_hash
+
+    document = project.documents.first() or Document.objects.create(
+        project=project, text="A document", text_hash=text_hash("A document"), rand=0.5)
     values = {
         "pk": project.pk,
         "label_id": project.labels.first().pk,
@@ -67,7 +76,8 @@ def _url(name: str, project) -> str:  # type: ignore[no-untyped-def]
         "fmt": "jsonl",
         "kind": "disagreements",
         # POST-only actions: the role check runs before the id is looked up.
-        "document_id": 1,
+        "document_id": document.pk,
+        "annotation_id": 1,
         "flag_id": 1,
     }
     params = _patterns()[name].pattern.converters.keys()

@@ -139,7 +139,8 @@ def test_undo_takes_back_the_last_answer_and_hands_the_document_back(
                                label_ids=[label_id(project, "tech")])
     holding = services.assignment_next(user=annotator, project=project)
     undone = services.annotation_undo(user=annotator, project=project)
-    assert undone.pk == first.pk
+    assert undone.document.pk == first.pk
+    assert undone.labels == [label_id(project, "tech")]
     assert not Annotation.objects.filter(document=first).exists()
     first.refresh_from_db()
     holding.refresh_from_db()

@@ -178,6 +178,36 @@ def test_progress_is_286_when_idle_and_200_with_percent_while_running(
     assert client.get(_url("progress", project)).status_code == 286
 
 
+def test_an_idle_dashboard_keeps_asking_and_shows_a_round_that_labels_queued(
+    client, project, viewer
+):  # type: ignore[no-untyped-def]
+    """Nobody pressed Train now on this page: the round came from new labels (or a timer,
+    or another lead). The idle panel polls slowly and swaps nothing until one exists."""
+    client.force_login(viewer)
+    page = client.get(_url("dashboard", project)).content.decode()
+    assert 'hx-trigger="every 5s"' in page and "newest=0" in page
+    quiet = client.get(_url("progress", project) + "?shown=0&newest=0",
+                       headers={"HX-Request": "true"})
+    assert quiet.status_code == 204 and not quiet.content
+
+    first = services.round_request(project=project, trigger="labels")
+    poll = client.get(_url("progress", project) + "?shown=0&newest=0",
+                      headers={"HX-Request": "true"})
+    assert poll.status_code == 200 and 'hx-trigger="every 2s"' in poll.content.decode()
+    assert "Round 1" in poll.content.decode()
+
+    # A round that started and finished between two idle polls still shows, with its point.
+    services.round_finish(round=services.round_claim(worker="t"), n_train=3)
+    assert first.pk == Round.objects.get(status="done").pk
+    missed = client.get(_url("progress", project) + "?shown=0&newest=0",
+                        headers={"HX-Request": "true"})
+    assert missed.status_code == 286 and missed["HX-Trigger"] == "learner-round-finished"
+    html = missed.content.decode()
+    assert "round 1" in html and 'hx-trigger="every 5s"' in html and "newest=1" in html
+    assert client.get(_url("progress", project) + "?shown=1&newest=1",
+                      headers={"HX-Request": "true"}).status_code == 204
+
+
 def test_an_open_dashboard_reloads_its_results_when_a_round_finishes_and_another_is_queued(
     client, project, viewer
 ):  # type: ignore[no-untyped-def]
@@ -357,9 +387,41 @@ def test_throughput_counts_labels_per_active_hour(project, annotator, lead, docu
     # Older than a week: not counted.
     _answer(documents[6], lead, [label], minutes_ago=8 * 24 * 60)
     rows = selectors.annotator_throughput(project)
-    assert [(r.username, r.annotations, r.active_hours) for r in rows] == [("annotator", 6, 2)]
-    assert rows[0].per_hour == 3.0
+    assert [(r.username, r.annotations) for r in rows] == [("annotator", 6)]
+    # Two sessions: 3 minutes of gaps plus the first label's 5 s on screen, then 1 minute
+    # plus 7 s; the three hours between them are a break.
+    assert rows[0].active_hours * 3600 == pytest.approx(180 + 5 + 60 + 7)
+    assert rows[0].per_hour == pytest.approx(6 * 3600 / 252)
     assert rows[0].median_seconds == pytest.approx(4.5)  # durations 2..7 s: median bucket 4
+
+
+def test_throughput_of_fast_bursts_is_their_pace_not_their_clock_hours(project, annotator):  # type: ignore[no-untyped-def]
+    """A label every 2 s is 1,800 an hour, however few minutes of each hour it fills."""
+    texts = [f"burst text {i}" for i in range(300)]
+    docs = Document.objects.bulk_create(
+        Document(project=project, text=t, text_hash=text_hash(t), rand=0.5) for t in texts
+    )
+    label = project.labels.first().pk
+    start = timezone.now().replace(minute=5, second=0, microsecond=0) - timedelta(hours=6)
+    annotations = []
+    for i, doc in enumerate(docs):
+        burst, k = divmod(i, 100)  # three bursts of 100 labels, two hours apart
+        annotations.append(Annotation(document=doc, annotator=annotator, labels=[label],
+                                      duration_ms=2000))
+        annotations[-1].at = start + timedelta(hours=2 * burst, seconds=2 * k)
+    Annotation.objects.bulk_create(annotations)
+    for annotation in annotations:
+        Annotation.objects.filter(pk=annotation.pk).update(created_at=annotation.at)
+    [row] = selectors.annotator_throughput(project)
+    assert row.annotations == 300
+    assert row.active_hours * 3600 == pytest.approx(3 * (99 * 2 + 2))
+    assert row.per_hour == pytest.approx(1800)  # counting clock hours said 100
+
+
+def test_throughput_without_measured_time_says_so(project, annotator, documents):  # type: ignore[no-untyped-def]
+    _answer(documents[0], annotator, [project.labels.first().pk], duration_ms=None)
+    [row] = selectors.annotator_throughput(project)
+    assert (row.annotations, row.active_hours, row.per_hour) == (1, 0, None)
 
 
 def test_agreement_gives_kappa_per_pair_and_alpha_overall(
