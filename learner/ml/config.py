@@ -80,6 +80,9 @@ class TrainConfig:
     # fitted on that run's validation logits carries over. At 100 labels the split holds
     # a fifth of them.
     refit: bool = True
+    # True: the refit runs as many epochs as the kept one (more steps, as there are more
+    # labels); False: as many optimizer steps, each label seen less often.
+    refit_per_epoch: bool = True
     # Up to this many labels (and with refit on, and no warm start) the fine-tuning rungs
     # are cross-fitted instead of scored on one validation split: one model per fold,
     # each scored on the fold it did not see. Every label then votes in the rung choice

@@ -871,7 +871,8 @@ class TextClassifier:
             model = tuned[pick]
             held_logits, held_targets = val_logits.get(pick), targets[val_idx]
             calibration_on = "validation"
-            steps = refit_steps(histories[pick], len(train_idx), len(targets))
+            steps = refit_steps(histories[pick], len(train_idx),
+                                len(targets) if cfg.refit_per_epoch else len(train_idx))
             if cfg.refit and len(val_idx) and steps:
                 del tuned
                 t0 = time.perf_counter()
@@ -987,7 +988,8 @@ class TextClassifier:
             pick = rungs[0]
         steps = 0
         if pick != "head":
-            steps = math.ceil(float(np.mean(kept[pick])) * n / float(np.mean(n_fit)))
+            scale = n / float(np.mean(n_fit)) if cfg.refit_per_epoch else 1.0
+            steps = math.ceil(float(np.mean(kept[pick])) * scale)
         refit: dict[str, Any] | None = None
         if steps:
             t0 = time.perf_counter()
