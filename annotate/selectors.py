@@ -16,7 +16,6 @@ from django.db.models import (
     Count,
     Exists,
     F,
-    FilteredRelation,
     FloatField,
     JSONField,
     Max,
@@ -39,6 +38,7 @@ from annotate.models import (
     Membership,
     Project,
 )
+from annotate.providers import QueueSettings, prediction_source
 
 # Project-wide figures on the hand-out path are cached this long (seconds).
 CACHE_TTL_SECONDS = 5
@@ -114,7 +114,8 @@ def queue_candidates(
 
     Asking per slot count lets the database walk an index in order and stop at the first
     row ((project, slots_taken, rand), or (round, rank) / (round, score) on the
-    predictions) instead of sorting the pool on every request.
+    predictions, joined by the prediction source) instead of sorting the pool on every
+    request.
     """
     seen_by_user = Assignment.objects.filter(document=OuterRef("pk"), user=user)
     documents = (
@@ -126,15 +127,7 @@ def queue_candidates(
     )
     if round_id is None:
         return documents.order_by("rand")
-    if by_rank:
-        return documents.filter(
-            predictions__round_id=round_id, predictions__rank__isnull=False
-        ).order_by("predictions__rank")
-    # A prediction without a score belongs to a document that was labelled when the round
-    # ran (kept for the review pages); if an undo reopened it, the random order finds it.
-    return documents.filter(
-        predictions__round_id=round_id, predictions__score__isnull=False
-    ).order_by("-predictions__score", "-predictions__document_id")
+    return prediction_source().order_by_round(documents, round_id=round_id, by_rank=by_rank)
 
 
 @dataclass(frozen=True)
@@ -174,18 +167,13 @@ def queue_plan(project: Project) -> QueuePlan:
     key = f"labelwise:queue-plan:{project.pk}"
     plan = cache.get(key)
     if plan is None:
-        from learner.models import LearnerSettings, Round
-
-        latest = (
-            Round.objects.with_models().filter(project=project, status=Round.Status.DONE)
-            .order_by("-number").values_list("id", flat=True).first()
-        )
-        share, show, threshold = (
-            LearnerSettings.objects.filter(project=project)
-            .values_list("random_share", "show_suggestions", "suggestion_threshold").first()
-        ) or (None, False, 0.0)
-        plan = QueuePlan(round_id=latest, random_share=0.0 if share is None else share,
-                         show_suggestions=bool(show), suggestion_threshold=float(threshold))
+        source = prediction_source()
+        # No settings row yet: no random picks, no suggestions.
+        lead = source.queue_settings(project) or QueueSettings()
+        plan = QueuePlan(round_id=source.latest_round_id(project),
+                         random_share=lead.random_share,
+                         show_suggestions=lead.show_suggestions,
+                         suggestion_threshold=lead.suggestion_threshold)
         cache.set(key, plan, CACHE_TTL_SECONDS)
     return plan
 
@@ -388,7 +376,8 @@ def document_list(
     `flagged` (an unresolved flag exists), `disagreement` (its answers differ) and the
     latest finished round's `predicted_labels`, `confidence` and `score` (None where the
     round did not score it); the answer count is the stored counter. The round's columns
-    are one LEFT JOIN on its predictions (FilteredRelation), not a subquery per row."""
+    are one LEFT JOIN on its predictions (the prediction source's `with_round_columns`),
+    not a subquery per row."""
     open_flags = Flag.objects.filter(document=OuterRef("pk"), resolved=False)
     disagreeing = _disagreeing_ids(project)
     documents = Document.objects.filter(project=project)
@@ -408,18 +397,13 @@ def document_list(
         documents = documents.filter(text__icontains=q)
     round_id = latest_done_round_id(project)
     if round_id is not None:
-        documents = documents.annotate(
-            latest=FilteredRelation("predictions", condition=Q(predictions__round_id=round_id))
-        ).annotate(
-            predicted_labels=F("latest__labels"), confidence=F("latest__confidence"),
-            score=F("latest__score"),
-        )
+        documents = prediction_source().with_round_columns(documents, round_id=round_id)
         if predicted_label_id is not None:
-            documents = documents.filter(_label_q(predicted_label_id, "latest__labels"))
+            documents = documents.filter(_label_q(predicted_label_id, "predicted_labels"))
         if min_confidence is not None:
-            documents = documents.filter(latest__confidence__gte=min_confidence)
+            documents = documents.filter(confidence__gte=min_confidence)
         if max_confidence is not None:
-            documents = documents.filter(latest__confidence__lte=max_confidence)
+            documents = documents.filter(confidence__lte=max_confidence)
     else:
         documents = documents.annotate(
             predicted_labels=Value(None, output_field=JSONField()),
@@ -496,10 +480,8 @@ def suggestion_for(
     plan = queue_plan(project)
     if not plan.show_suggestions or plan.round_id is None:
         return None
-    from learner.models import Prediction
-
     row = (
-        Prediction.objects.filter(round_id=plan.round_id, document=document)
+        prediction_source().predictions(round_id=plan.round_id).filter(document=document)
         .values_list("labels", "confidence").first()
     )
     # The round's confidences are calibrated, so the lead's threshold reads as "right at
@@ -517,12 +499,7 @@ LABEL_ERROR_THRESHOLD = 0.8
 
 
 def latest_done_round_id(project: Project) -> int | None:
-    from learner.models import Round
-
-    return (
-        Round.objects.with_models().filter(project=project, status=Round.Status.DONE)
-        .order_by("-number").values_list("id", flat=True).first()
-    )
+    return prediction_source().latest_round_id(project)
 
 
 def _undecided(documents: QuerySet, *, include_decided: bool, field: str = "pk") -> QuerySet:
@@ -546,10 +523,8 @@ def review_disagreements(*, project: Project, include_decided: bool = False) -> 
 
 
 def _labelled_predictions(project: Project, round_id: int) -> QuerySet:
-    from learner.models import Prediction
-
-    return Prediction.objects.filter(
-        round_id=round_id, document__project=project, document__split=Document.Split.POOL,
+    return prediction_source().predictions(round_id=round_id).filter(
+        document__project=project, document__split=Document.Split.POOL,
         document__final_labels__isnull=False,
     )
 
@@ -583,9 +558,7 @@ def review_uncertain(*, project: Project, include_decided: bool = False) -> Quer
     """Ids of labelled training-side documents, the model's least confident first."""
     round_id = latest_done_round_id(project)
     if round_id is None:
-        from learner.models import Prediction
-
-        return Prediction.objects.none().values_list("document_id", flat=True)
+        return Document.objects.none().values_list("id", flat=True)
     return _undecided(
         _labelled_predictions(project, round_id),
         include_decided=include_decided, field="document_id",
@@ -627,8 +600,6 @@ class ReviewItem:
 def review_items(*, project: Project, document_ids: list[int]) -> list[ReviewItem]:
     """The review rows for one page of document ids, in that order (a few queries per
     page, none per document)."""
-    from learner.models import Prediction
-
     by_id = {label.pk: label for label in labels_of(project)}
 
     def names(ids: list[int] | None) -> list[Label]:
@@ -646,9 +617,10 @@ def review_items(*, project: Project, document_ids: list[int]) -> list[ReviewIte
     predicted: dict[int, tuple[list[int], float]] = {}
     round_id = latest_done_round_id(project)
     if round_id is not None:
-        for doc_id, labels, confidence in Prediction.objects.filter(
-            round_id=round_id, document_id__in=document_ids
-        ).values_list("document_id", "labels", "confidence"):
+        for doc_id, labels, confidence in prediction_source().predictions(
+            round_id=round_id
+        ).filter(document_id__in=document_ids).values_list("document_id", "labels",
+                                                            "confidence"):
             predicted[doc_id] = (labels, confidence)
     decisions: dict[int, list[Adjudication]] = {i: [] for i in document_ids}
     for decision in Adjudication.objects.filter(document_id__in=document_ids).select_related(
@@ -737,8 +709,6 @@ def document_history(*, project: Project, document_id: int, max_rounds: int = 50
     """Who labelled the document what and under which guideline version, the decisions
     on it, every round's prediction (the latest `max_rounds`), its flags and who holds it
     now. Raises Http404 for a document outside the project."""
-    from learner.models import Prediction, Round
-
     document = Document.objects.filter(project=project, pk=document_id).first()
     if document is None:
         raise Http404("No such document")
@@ -756,11 +726,7 @@ def document_history(*, project: Project, document_id: int, max_rounds: int = 50
         (d, names(d.labels), names(d.previous_labels))
         for d in Adjudication.objects.filter(document=document).select_related("decided_by")
     ]
-    rows = (
-        Prediction.objects.filter(document=document, round__in=Round.objects.with_models())
-        .order_by("-round__number")
-        .values_list("round__number", "labels", "confidence", "score", "rank")[:max_rounds]
-    )
+    rows = prediction_source().document_predictions(document, limit=max_rounds)
     predictions = [
         HistoryPrediction(round_number=number, labels=names(labels), confidence=confidence,
                           score=score, rank=rank)

@@ -1,4 +1,5 @@
-"""API tokens and model-export jobs: tables and single-row behaviour only."""
+"""API tokens: tables and single-row behaviour only. (Model-export jobs are the learner's:
+learner.models.ExportJob.)"""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ import hashlib
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
-
-from learner.models import Round
 
 
 def token_digest(key: str) -> str:
@@ -51,42 +50,3 @@ class ApiToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None and not self.is_expired
-
-
-class ExportJob(models.Model):
-    """One export of a finished round's model, and the job row the export worker claims.
-
-    Status: queued -> running (claimed) -> done (path holds the zip) | failed (error)."""
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
-
-    class Format(models.TextChoices):
-        HF = "hf", "Hugging Face folder (safetensors)"
-        ONNX = "onnx", "ONNX (float32)"
-        ONNX_INT8 = "onnx-int8", "ONNX, int8-quantized"
-
-    round = models.ForeignKey(Round, on_delete=models.CASCADE, related_name="export_jobs")
-    format = models.CharField(max_length=10, choices=Format.choices)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-        related_name="+",
-    )
-    path = models.CharField(max_length=500, blank=True)
-    size_bytes = models.BigIntegerField(null=True, blank=True)
-    error = models.TextField(blank=True)
-    worker = models.CharField(max_length=200, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["status", "created_at"], name="export_queue_idx")]
-
-    def __str__(self) -> str:
-        return f"{self.format} export of {self.round} ({self.status})"

@@ -18,10 +18,11 @@ from django.views.decorators.http import require_POST
 
 from annotate.access import LEAD, project_view
 from api.authentication import MAX_DAYS, token_create, token_revoke
-from api.models import ApiToken, ExportJob
+from api.models import ApiToken
 from api.throttles import TokenCreateThrottle
 from learner import selectors as learner_selectors
 from learner.export import export_job_request
+from learner.models import ExportJob
 
 
 class TokenForm(forms.Form):

@@ -13,8 +13,8 @@ from rest_framework import serializers
 
 from annotate.models import Annotation, Document, GuidelineVersion, Label, Project
 from api.authentication import MAX_DAYS
-from api.models import ApiToken, ExportJob
-from learner.models import Round
+from api.models import ApiToken
+from learner.models import ExportJob, Round
 
 # Ids are 64-bit in the database; a larger number must be a 400/404, never an overflow.
 MAX_ID = 2**63 - 1

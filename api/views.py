@@ -38,17 +38,17 @@ from annotate.access import ANNOTATORS, LEAD, MEMBERS
 from annotate.io import exporters
 from annotate.io.importer import documents_import
 from annotate.models import Annotation, Document, GuidelineVersion, Label, Membership, Project
-from api import inference
 from api import serializers as s
 from api.authentication import token_create, token_revoke
 from api.exceptions import Conflict
-from api.models import ApiToken, ExportJob
+from api.models import ApiToken
 from api.permissions import ReadOnlyKeys, SessionOnlyForWrites
 from api.throttles import PredictThrottle, TokenCreateThrottle
 from learner import export as model_export
+from learner import inference
 from learner import selectors as learner_selectors
 from learner import services as learner_services
-from learner.models import Prediction, Round
+from learner.models import ExportJob, Prediction, Round
 
 WATCHERS = (Membership.Role.LEAD, Membership.Role.REVIEWER, Membership.Role.VIEWER)
 REVIEWERS = (Membership.Role.LEAD, Membership.Role.REVIEWER)

@@ -33,7 +33,7 @@ def make_project(  # type: ignore[no-untyped-def]
 
     from annotate import services
     from annotate.io.importer import documents_import
-    from annotate.management.commands.demo_setup import LABELS, corpus_jsonl
+    from learner.management.commands.demo_setup import LABELS, corpus_jsonl
     from learner.models import LearnerSettings
 
     lead, _ = get_user_model().objects.get_or_create(username="bench-lead")

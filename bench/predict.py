@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from annotate import services as annotate_services
     from annotate.models import Document, text_hash
-    from api import inference
     from api.authentication import token_create
+    from learner import inference
     from learner import services as learner_services
     from learner.export import export_job_request, export_jobs_run_once
     from learner.models import LearnerSettings, Round
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     # Baseline 2: the exported "hf" folder loaded by SetFit, no web stack.
     from setfit import SetFitModel
 
-    from api.models import ExportJob
+    from learner.models import ExportJob
 
     hf_zip = Path(ExportJob.objects.get(round=round, format="hf").path)
     with zipfile.ZipFile(hf_zip) as zipped:

@@ -240,8 +240,8 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": "/api/",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
-        "ExportFormatEnum": "api.models.ExportJob.Format",
-        "ExportStatusEnum": "api.models.ExportJob.Status",
+        "ExportFormatEnum": "learner.models.ExportJob.Format",
+        "ExportStatusEnum": "learner.models.ExportJob.Status",
         "RoundStatusEnum": "learner.models.Round.Status",
     },
     # Swagger UI and Redoc from the vendored sidecar package: no CDN.

@@ -38,14 +38,13 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from annotate.models import Document
-from api.models import ExportJob
 from learner.ml.exporting import (
     OnnxTextClassifier,
     onnx_quantize,
     onnx_write,
     write_setfit_folder,
 )
-from learner.models import Round
+from learner.models import ExportJob, Round
 
 log = logging.getLogger(__name__)
 

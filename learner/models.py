@@ -1,5 +1,5 @@
-"""The model side's tables: a project's learner settings, the Round (the job row) and the
-per-document predictions of each round."""
+"""The model side's tables: a project's learner settings, the Round (the job row), the
+per-document predictions of each round, and the model-export jobs."""
 
 from __future__ import annotations
 
@@ -291,3 +291,44 @@ class DriftAlert(models.Model):
 
     def __str__(self) -> str:
         return f"Drift of round {self.round_id} on {self.day}"
+
+
+class ExportJob(models.Model):
+    """One export of a finished round's model, and the job row the export worker claims.
+
+    Status: queued -> running (claimed) -> done (path holds the zip) | failed (error)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    class Format(models.TextChoices):
+        HF = "hf", "Hugging Face folder (safetensors)"
+        ONNX = "onnx", "ONNX (float32)"
+        ONNX_INT8 = "onnx-int8", "ONNX, int8-quantized"
+
+    round = models.ForeignKey(Round, on_delete=models.CASCADE, related_name="export_jobs")
+    format = models.CharField(max_length=10, choices=Format.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    path = models.CharField(max_length=500, blank=True)
+    size_bytes = models.BigIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        # The table keeps the name it had when the api app owned the model.
+        db_table = "api_exportjob"
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "created_at"], name="export_queue_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.format} export of {self.round} ({self.status})"

@@ -114,7 +114,7 @@ def _one_torch_thread():  # type: ignore[no-untyped-def]
 
 @pytest.fixture(autouse=True)
 def _fresh_model_cache():  # type: ignore[no-untyped-def]
-    from api import inference
+    from learner import inference
 
     inference.models.clear()
     yield

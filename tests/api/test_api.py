@@ -296,7 +296,7 @@ def test_malformed_json_is_a_json_400(clients, project):
 
 
 def test_an_unexpected_error_is_a_json_500(clients, project, done_round, monkeypatch):
-    from api import inference
+    from learner import inference
 
     def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("boom")

@@ -14,11 +14,10 @@ import numpy as np
 import pytest
 
 from annotate import services as annotate_services
-from api import inference
-from api.models import ExportJob
+from learner import inference
 from learner.export import export_jobs_run_once
 from learner.ml.train import TextClassifier
-from learner.models import Round
+from learner.models import ExportJob, Round
 from tests.api.conftest import fill_labelled, train_round
 
 TEXTS = [

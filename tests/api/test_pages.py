@@ -3,7 +3,7 @@ finished ones; other members only see them; strangers get 404."""
 
 from __future__ import annotations
 
-from api.models import ExportJob
+from learner.models import ExportJob
 
 
 def test_lead_queues_an_export_from_the_round_page(client, lead, project, done_round, tmp_path):

@@ -69,7 +69,7 @@ CASES = [
 
 @pytest.fixture
 def objects(project, documents, done_round, lead):  # type: ignore[no-untyped-def]
-    from api.models import ExportJob
+    from learner.models import ExportJob
 
     job = ExportJob.objects.create(round=done_round, format="hf")
     return {

@@ -23,9 +23,9 @@ from django.core.management import call_command
 from django.db import close_old_connections, connection
 from playwright.sync_api import expect
 
-from annotate.management.commands.demo_setup import DEMO_PROJECT, LABELS
 from annotate.models import Annotation, Document, Project
 from learner.export import export_jobs_run_once
+from learner.management.commands.demo_setup import DEMO_PROJECT, LABELS
 from learner.models import LearnerSettings, Round
 from learner.worker import Worker
 

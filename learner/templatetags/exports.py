@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from django import template
 
-from api.models import ExportJob
-from learner.models import Round
+from learner.models import ExportJob, Round
 
 register = template.Library()
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from annotate.management.commands.demo_setup import DEMO_PROJECT
 from config.console import VERBOSE_ENV, verbose_requested
+from learner.management.commands.demo_setup import DEMO_PROJECT
 
 MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
 

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from annotate.management.commands.rundemo import bind_address, web_command
+from learner.management.commands.rundemo import bind_address, web_command
 from tests.conftest import REPO_ROOT, subprocess_env
 
 pytestmark = pytest.mark.django_db(transaction=True)

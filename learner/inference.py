@@ -23,8 +23,7 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 
-from api.models import ExportJob
-from learner.models import Round
+from learner.models import ExportJob, Round
 
 RUNTIMES = ("pytorch", "onnx", "onnx-int8")
 
