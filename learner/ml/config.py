@@ -9,12 +9,51 @@ datasets in ``shared/datasets`` (figures in the README); the reasons are beside 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 Mode = Literal["auto", "full", "head", "gradual", "lora"]
 MODES: tuple[str, ...] = ("auto", "full", "head", "gradual", "lora")
 # The rungs of the ladder that mode "auto" climbs, cheapest first.
 RUNGS: tuple[str, ...] = ("head", "lora", "gradual", "full")
+
+
+class Bound(NamedTuple):
+    """The range of one numeric setting, both ends inclusive.
+
+    ``low`` and ``high`` are what TrainConfig accepts (None: no limit on that side).
+    ``offered`` is the narrower range the learner settings form lets a lead pick from:
+    values that make a sensible round. Code may go outside it (a test trains with a zero
+    learning rate; a fault test wants a round of 500 epochs), a lead may not.
+    """
+
+    low: float | None
+    high: float | None
+    offered: tuple[float, float]
+
+    def accepts(self, value: float) -> bool:
+        return (self.low is None or value >= self.low) and (
+            self.high is None or value <= self.high)
+
+    def describe(self) -> str:
+        if self.high is None:
+            return f">= {self.low}"
+        if self.low is None:
+            return f"<= {self.high}"
+        return f"in [{self.low}, {self.high}]"
+
+
+# The numeric TrainConfig fields a lead sets (learner.models.LearnerSettings, through the
+# settings form). The one place their limits are written: TrainConfig checks ``low`` and
+# ``high``, the form's min_value/max_value are ``offered`` (tests/learner/test_settings.py
+# holds the two together, and the settings' defaults to TrainConfig's).
+BOUNDS: dict[str, Bound] = {
+    # Below 8 tokens nothing of a text is left; 512 is the position limit of the BERT
+    # family the base models come from.
+    "max_length": Bound(8, None, offered=(8, 512)),
+    "epochs": Bound(1, None, offered=(1, 50)),  # None (not bounded): from the label count
+    "learning_rate": Bound(0.0, None, offered=(1e-7, 1.0)),
+    "batch_size": Bound(1, None, offered=(1, 512)),
+}
 
 
 @dataclass(frozen=True)
@@ -108,12 +147,12 @@ class TrainConfig:
         unknown = [r for r in self.ladder if r not in RUNGS or r == "head"]
         if unknown:
             raise ValueError(f"ladder rungs must be among {RUNGS[1:]}, got {unknown}")
-        if self.max_length < 8:
-            raise ValueError("max_length must be >= 8 tokens")
-        if min(self.batch_size, self.eval_batch_size, self.min_steps, self.max_epochs) < 1:
-            raise ValueError("batch sizes, min_steps and max_epochs must be >= 1")
-        if self.epochs is not None and self.epochs < 1:
-            raise ValueError("epochs must be >= 1 (or None: from the label count)")
+        for name, bound in BOUNDS.items():
+            value = getattr(self, name)
+            if value is not None and not bound.accepts(value):
+                raise ValueError(f"{name} must be {bound.describe()}, got {value!r}")
+        if min(self.eval_batch_size, self.min_steps, self.max_epochs) < 1:
+            raise ValueError("eval_batch_size, min_steps and max_epochs must be >= 1")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError("max_steps must be >= 1 (or None: no cap)")
         if not 0.0 <= self.warmup_ratio < 1.0:
