@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from annotate.models import Document, GuidelineVersion, Project
 from learner.base_models import validate_base_model_name
+from learner.ml.config import TrainConfig
 
 
 class LearnerSettings(models.Model):
@@ -29,19 +30,22 @@ class LearnerSettings(models.Model):
         max_length=200, blank=True, validators=[validate_base_model_name],
         help_text="A folder under LABELWISE_MODELS_DIR, by name; blank = all-MiniLM-L6-v2.",
     )
-    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.AUTO)
+    # The training settings default to TrainConfig's defaults (a plain dataclass, no ML
+    # stack), so a new project's first round trains as TrainConfig documents; their ranges
+    # are learner.ml.config.BOUNDS.
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=TrainConfig.mode)
     # learner.ml.strategies.DEFAULT_STRATEGY, spelled out so the web app need not import
     # the ML stack: least_confidence measured best in fast mode across the shared datasets
     # (DEFAULT_STRATEGY_MEASUREMENTS there).
     strategy = models.CharField(max_length=30, default="least_confidence")
     random_share = models.FloatField(default=0.1, help_text="Share of random picks, 0-1.")
-    max_length = models.PositiveIntegerField(default=128)
+    max_length = models.PositiveIntegerField(default=TrainConfig.max_length)
     epochs = models.PositiveSmallIntegerField(
         null=True, blank=True,
         help_text="Blank: as many as the label count needs, early-stopped on validation.",
     )
-    learning_rate = models.FloatField(default=5e-5)
-    batch_size = models.PositiveSmallIntegerField(default=16)
+    learning_rate = models.FloatField(default=TrainConfig.learning_rate)
+    batch_size = models.PositiveSmallIntegerField(default=TrainConfig.batch_size)
     train_every_labels = models.PositiveIntegerField(
         default=50, help_text="Start a round after this many new labels (0 = never)."
     )
@@ -52,7 +56,7 @@ class LearnerSettings(models.Model):
         default=False, help_text="Show annotators the latest model's suggestion."
     )
     warm_start = models.BooleanField(
-        default=False,
+        default=TrainConfig.warm_start,
         help_text="Fine-tuning starts from the previous round's model, with fewer steps.",
     )
     use_adapted_encoder = models.BooleanField(
@@ -64,7 +68,7 @@ class LearnerSettings(models.Model):
         help_text="Show a suggestion only when the model's calibrated confidence reaches "
                   "this (0-1).",
     )
-    seed = models.PositiveIntegerField(default=0)
+    seed = models.PositiveIntegerField(default=TrainConfig.seed)
     # Monitoring: what the predictions endpoint records, and when production counts as
     # drifted from the holdout (learner.ml.monitoring).
     record_predictions = models.BooleanField(

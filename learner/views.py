@@ -25,6 +25,7 @@ from annotate.models import Label, Membership, Project
 from learner import charts, selectors, services
 from learner.adaptation import ADAPT_MAX_STEPS, ADAPT_STEPS, adaptation_request, adapted_encoder
 from learner.base_models import BaseModelUnavailable, base_model_choices
+from learner.ml.config import BOUNDS
 from learner.ml.strategies import STRATEGIES
 from learner.models import DriftAlert, LearnerSettings, Round
 
@@ -454,6 +455,14 @@ def _ladder_rows(fit: dict) -> list[dict]:
 # --- settings ------------------------------------------------------------------------------
 
 
+def _offered(name: str) -> dict[str, float]:
+    """min_value/max_value for a training setting: the range learner.ml.config.BOUNDS
+    offers a lead, inside what TrainConfig accepts, so a bad value is refused here and
+    never fails a round in the worker."""
+    low, high = BOUNDS[name].offered
+    return {"min_value": low, "max_value": high}
+
+
 class LearnerSettingsForm(forms.ModelForm):
     # A choice, never a typed path: the shipped default or a folder the operator put under
     # LABELWISE_MODELS_DIR (learner.base_models); the choices are read when the form is made.
@@ -469,13 +478,13 @@ class LearnerSettingsForm(forms.ModelForm):
     random_share = forms.FloatField(
         min_value=0.0, max_value=1.0, help_text="Share of random picks for exploration, 0-1."
     )
-    max_length = forms.IntegerField(min_value=8, max_value=512, label="Max length (tokens)")
+    max_length = forms.IntegerField(**_offered("max_length"), label="Max length (tokens)")
     epochs = forms.IntegerField(
-        min_value=1, max_value=50, required=False,
+        **_offered("epochs"), required=False,
         help_text="Blank: from the label count, early-stopped on validation.",
     )
-    learning_rate = forms.FloatField(min_value=1e-7, max_value=1.0)
-    batch_size = forms.IntegerField(min_value=1, max_value=512)
+    learning_rate = forms.FloatField(**_offered("learning_rate"))
+    batch_size = forms.IntegerField(**_offered("batch_size"))
     suggestion_threshold = forms.FloatField(
         min_value=0.0, max_value=1.0, label="Suggest from confidence",
         help_text="Suggestions appear only when the model's calibrated confidence reaches "
