@@ -38,6 +38,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from annotate.models import Document
+from learner.ml.config import TrainConfig
 from learner.ml.exporting import (
     OnnxTextClassifier,
     onnx_quantize,
@@ -232,7 +233,8 @@ def model_card(
         "limitations": [
             "Trained on the project's labelled documents only; texts unlike them (another "
             "domain, language or period) may be classified confidently and wrongly.",
-            f"Texts are truncated to {config.get('max_length', 128)} tokens.",
+            f"Texts are truncated to {config.get('max_length', TrainConfig.max_length)} "
+            "tokens.",
             "Documents were picked for labelling by active learning, so the training data "
             "is not a random sample; the holdout metrics are the figure to trust.",
             "The holdout metrics were measured when the round finished; labels changed "

@@ -53,7 +53,8 @@ def train_config_for(round: Round, *, multi_label: bool) -> TrainConfig:
     c = round.config
     return TrainConfig(
         model_name_or_path=c.get("model_name") or None, multi_label=multi_label,
-        max_length=int(c.get("max_length", 128)), seed=int(c.get("seed", 0)),
+        max_length=int(c.get("max_length", TrainConfig.max_length)),
+        seed=int(c.get("seed", TrainConfig.seed)),
     )
 
 
