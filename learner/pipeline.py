@@ -32,7 +32,7 @@ from learner.ml.evaluate import evaluate
 from learner.ml.monitoring import group_metrics, profile_of
 from learner.ml.progress import Phase, RoundEta
 from learner.ml.strategies import DEFAULT_STRATEGY, get_strategy
-from learner.ml.train import TextClassifier, crossfits, plan_epochs
+from learner.ml.train import TextClassifier, crossfits, plan_epochs, refits
 from learner.models import LearnerSettings, Prediction, Round
 from learner.refresh import predicted_and_confidence
 
@@ -290,7 +290,7 @@ def _round_eta(config: TrainConfig, n_train: int, n_holdout: int, n_pool: int) -
         config.mode != "auto" or n_train >= config.ladder_min_labels)
     # The refit's steps are not known before the fine-tuning runs end; the plan for every
     # label is their upper bound.
-    refit = plan_epochs(n_train, config)[2] if fine_tunes and config.refit else 0
+    refit = plan_epochs(n_train, config)[2] if fine_tunes and refits(config, n_train) else 0
     if crossfits(config, n_train):
         folds = config.crossfit_folds
         steps = folds * plan_epochs(n_train * (folds - 1) // folds, config)[2]

@@ -190,11 +190,17 @@ def refit_steps(history: list[dict[str, float]], n_train: int, n_all: int) -> in
     return max(1, math.ceil(kept[-1] * n_all / n_train))
 
 
+def refits(config: TrainConfig, n_labels: int) -> bool:
+    """Whether a fit of ``n_labels`` labels trains its picked fine-tuning rung again on
+    every label (``TrainConfig.refit_max_labels``)."""
+    return 0 < n_labels <= config.refit_max_labels
+
+
 def crossfits(config: TrainConfig, n_labels: int, *, warm: bool = False) -> bool:
     """Whether a fit of ``n_labels`` labels cross-fits its fine-tuning rungs
     (``TrainConfig.crossfit_max_labels``) rather than scoring them on one validation
     split. Not from a warm start: the previous round's encoder has seen every fold."""
-    return (config.mode != "head" and config.refit and not warm
+    return (config.mode != "head" and refits(config, n_labels) and not warm
             and config.crossfit_max_labels > 0
             and config.min_examples_for_validation <= n_labels <= config.crossfit_max_labels)
 
@@ -871,9 +877,8 @@ class TextClassifier:
             model = tuned[pick]
             held_logits, held_targets = val_logits.get(pick), targets[val_idx]
             calibration_on = "validation"
-            steps = refit_steps(histories[pick], len(train_idx),
-                                len(targets) if cfg.refit_per_epoch else len(train_idx))
-            if cfg.refit and len(val_idx) and steps:
+            steps = refit_steps(histories[pick], len(train_idx), len(targets))
+            if refits(cfg, len(targets)) and len(val_idx) and steps:
                 del tuned
                 t0 = time.perf_counter()
                 model = self._refit(pick, steps, start=start, base=base, frozen=frozen,
@@ -988,8 +993,7 @@ class TextClassifier:
             pick = rungs[0]
         steps = 0
         if pick != "head":
-            scale = n / float(np.mean(n_fit)) if cfg.refit_per_epoch else 1.0
-            steps = math.ceil(float(np.mean(kept[pick])) * scale)
+            steps = math.ceil(float(np.mean(kept[pick])) * n / float(np.mean(n_fit)))
         refit: dict[str, Any] | None = None
         if steps:
             t0 = time.perf_counter()

@@ -216,7 +216,7 @@ def test_the_picked_rung_is_trained_again_on_every_label(tiny_config: TrainConfi
                            clf.candidates_["full"].predict_proba(texts))
     assert clf.metrics_["calibration"]["on"] == "validation"  # the validation run's logits
 
-    without = TextClassifier(replace(config, refit=False), LABELS).fit(
+    without = TextClassifier(replace(config, refit_max_labels=0), LABELS).fit(
         texts, labels, keep_candidates=True)
     assert without.metrics_["ladder"]["refit"] is None
     np.testing.assert_allclose(without.predict_proba(texts),
@@ -262,11 +262,11 @@ def test_cross_fitting_applies_to_few_labels_and_never_from_a_warm_start() -> No
     assert not crossfits(config, 30)  # too few even for folds: the head alone
     assert not crossfits(config, 201)  # enough for a validation split
     assert not crossfits(config, 100, warm=True)  # the warm encoder saw every fold
-    assert not crossfits(replace(config, refit=False), 100)
+    assert not crossfits(replace(config, refit_max_labels=0), 100)
     assert not crossfits(replace(config, mode="head"), 100)
     assert not crossfits(replace(config, crossfit_max_labels=0), 100)
     with pytest.raises(ValueError):
-        TrainConfig(crossfit_folds=1)
+        TrainConfig(crossfit_max_labels=100, crossfit_folds=1)
 
 
 def test_the_same_seed_gives_identical_probabilities(tiny_config: TrainConfig, toy_texts: Toy
@@ -348,7 +348,7 @@ def test_probabilities_are_calibrated_by_a_fitted_temperature(
     tiny_config: TrainConfig, toy_texts: Toy
 ) -> None:
     texts, labels = toy_texts
-    clf = TextClassifier(replace(tiny_config, mode="full", refit=False), LABELS).fit(
+    clf = TextClassifier(replace(tiny_config, mode="full", refit_max_labels=0), LABELS).fit(
         texts, labels)
     calibration = clf.metrics_["calibration"]
     assert calibration["on"] == "validation"
