@@ -82,6 +82,30 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray, *, multi_label: bool = Fa
     return float(np.exp(result.x)) if result.success else 1.0
 
 
+def match_temperature(logits: np.ndarray, target_probs: np.ndarray, *,
+                      multi_label: bool = False) -> float:
+    """The temperature ``T > 0`` whose ``logits / T`` best match ``target_probs`` (n, k)
+    by cross-entropy: softmax rows, or per-label sigmoids for multi-label. A student
+    model is calibrated this way against its teacher's calibrated probabilities on
+    texts neither has labels for. 1.0 when there is nothing to fit on."""
+    from scipy.optimize import minimize_scalar
+
+    z = np.asarray(logits, dtype=np.float64)
+    q = np.asarray(target_probs, dtype=np.float64)
+    if len(z) < 2 or not np.isfinite(z).all():
+        return 1.0
+
+    def loss(log_t: float) -> float:
+        scaled = z / np.exp(log_t)
+        if multi_label:
+            return float(np.mean(np.logaddexp(0.0, scaled) - q * scaled))
+        return float(-(q * _log_softmax(scaled)).sum(axis=1).mean())
+
+    result = minimize_scalar(loss, bounds=_LOG_T_BOUNDS, method="bounded",
+                             options={"xatol": 1e-4})
+    return float(np.exp(result.x)) if result.success else 1.0
+
+
 def activate(logits: np.ndarray, *, multi_label: bool) -> np.ndarray:
     return sigmoid(logits) if multi_label else softmax(logits)
 

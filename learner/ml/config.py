@@ -193,3 +193,64 @@ class ScoreConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """How to distil a fitted classifier into a smaller one for serving (see
+    ``learner.ml.distill``).
+
+    The student keeps ``layers`` of the teacher's encoder (None: every other layer, the
+    top one included) with the teacher's embeddings, pooling and head, and learns the
+    teacher's probabilities softened by ``temperature`` on the unlabelled pool (KL
+    divergence, scaled by ``temperature**2`` so its gradients keep their size as the
+    temperature changes; Hinton et al., 2015), plus ``hard_weight`` times the
+    cross-entropy on labelled texts where they are given. Training stops after ``epochs``
+    passes or ``max_steps`` optimizer steps, whichever comes first. A ``holdout_fraction``
+    of the pool (at most ``max_holdout`` texts) is never trained on: the student's
+    temperature is fitted there to the teacher's calibrated probabilities, and its
+    agreement with the teacher is measured there.
+    """
+
+    layers: tuple[int, ...] | None = None  # teacher layer indices to keep, 0-based
+    temperature: float = 2.0
+    hard_weight: float = 1.0
+    epochs: int = 3
+    max_steps: int | None = 600  # None: no cap
+    batch_size: int = 32
+    # Every layer of a pruned encoder has to move (its input is no longer what it was
+    # trained on), so no layer-wise decay here, unlike fine-tuning.
+    learning_rate: float = 1e-4
+    head_learning_rate: float = 1e-4
+    layer_lr_decay: float = 1.0
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    holdout_fraction: float = 0.1
+    max_holdout: int = 1000
+    calibrate: bool = True
+    seed: int = 0
+    device: str | None = None  # None: CUDA when present, else CPU
+
+    def __post_init__(self) -> None:
+        if self.layers is not None and (not self.layers or min(self.layers) < 0):
+            raise ValueError("layers must be non-empty, non-negative indices (or None)")
+        if self.temperature <= 0:
+            raise ValueError("temperature must be > 0")
+        if self.hard_weight < 0:
+            raise ValueError("hard_weight must be >= 0")
+        if min(self.epochs, self.batch_size) < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError("max_steps must be >= 1 (or None: no cap)")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError("warmup_ratio must be in [0, 1)")
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise ValueError("holdout_fraction must be in [0, 1)")
+        if not 0.0 < self.layer_lr_decay <= 1.0:
+            raise ValueError("layer_lr_decay must be in (0, 1]")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["layers"] = None if self.layers is None else list(self.layers)
+        return data

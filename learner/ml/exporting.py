@@ -164,6 +164,7 @@ class OnnxTextClassifier:
         from transformers import AutoTokenizer
 
         folder = Path(folder)
+        self.path = folder / filename
         meta = read_meta(folder)
         self.labels: list[str] = list(meta["labels"])
         self.multi_label = bool(meta.get("multi_label"))
