@@ -937,8 +937,11 @@ class TextClassifier:
         for the mean number of epochs the folds kept."""
         cfg, k, n = self.config, len(self.labels), len(data.targets)
         targets = data.targets
+        # The probe was fitted on every label with its out-of-fold logits kept.
+        assert probe.oof_logits is not None
+        probe_oof: np.ndarray = probe.oof_logits
         folds = _folds(targets, cfg.crossfit_folds, cfg.seed)
-        head_score, head_loss = score_logits(targets, probe.oof_logits, self.labels,
+        head_score, head_loss = score_logits(targets, probe_oof, self.labels,
                                              multi_label=cfg.multi_label)
         candidates["head"].update(val_score=round(head_score, 4), val_loss=round(head_loss, 4))
         oof: dict[str, np.ndarray] = {}
@@ -1005,7 +1008,7 @@ class TextClassifier:
             # No fold's fine-tuning beat the probe it started from: the probe it is.
             pick, model = "head", base
             _set_head(model, probe.weight, probe.bias)
-            held_logits = probe.oof_logits
+            held_logits = probe_oof
         self.probe_ = probe
         return self._conclude(
             model, pick, held_logits, targets, "out-of-fold", targets=targets, texts=texts,
