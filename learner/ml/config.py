@@ -120,12 +120,13 @@ class TrainConfig:
     # labels the split holds a fifth of them (+0.014 macro-F1 on rotten_tomatoes); at 300
     # the refit gained nothing and its borrowed temperature fitted worse. 0: never.
     refit_max_labels: int = 200
-    # Up to this many labels (and no warm start) the fine-tuning rungs
-    # are cross-fitted instead of scored on one validation split: one model per fold,
-    # each scored on the fold it did not see. Every label then votes in the rung choice
-    # and in the temperature (a fifth of 100 labels is too few for either), at the cost
-    # of ``crossfit_folds`` fine-tunes before the refit. 0 turns it off.
-    crossfit_max_labels: int = 0
+    # Up to this many labels (and no warm start) the fine-tuning rungs are cross-fitted
+    # instead of scored on one validation split: one model per fold, each scored on the
+    # fold it did not see. Every label then votes in the rung choice and in the
+    # temperature (a fifth of 100 labels is too few for either); the pick is refitted.
+    # rotten_tomatoes_sentiment at 100 labels: holdout ECE 0.066 against 0.122 with the
+    # split, macro-F1 0.744 against 0.741, for 4 fine-tunes more. 0 turns it off.
+    crossfit_max_labels: int = 200
     crossfit_folds: int = 4
     # Fine-tuning rungs start from the previous round's encoder when the caller passes
     # one (TextClassifier.fit(warm_start=...)), with this many fewer steps: it has

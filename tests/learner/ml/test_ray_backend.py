@@ -111,10 +111,14 @@ def test_torch_trainer_fits_on_two_workers_and_saves_a_loadable_artifact(
     texts, labels = toy_texts
     config = TrainConfig(model_name_or_path=str(tiny_model_dir), mode="full", max_length=32,
                          epochs=4, early_stopping_patience=1, batch_size=16,
-                         learning_rate=3e-3, head_learning_rate=3e-3)
+                         learning_rate=3e-3, head_learning_rate=3e-3,
+                         # The validation split's early stopping, then the refit on
+                         # every label, both through Ray Train (not the folds).
+                         crossfit_max_labels=0)
     backend = RayBackend(num_workers=2, storage_path=str(tmp_path / "ray-results"))
     clf = backend.train(config, ["pos", "neg", "neutral"], texts, labels)
     assert clf.metrics_["device"] == "ray x2"
+    assert clf.metrics_["ladder"]["refit"]["n"] == len(texts)
     # The same stable hash split as a local fit: every text is in exactly one part.
     assert clf.metrics_["n_validation"] > 0
     assert clf.metrics_["n_train"] + clf.metrics_["n_validation"] == len(texts)
