@@ -43,6 +43,11 @@
   function submit(form, submitter) {
     if (!form || busy) return;
     busy = true;
+    // A form swapped in a moment ago may not be wired by htmx yet (it does that as the
+    // swap settles): submitted now, it would post as a plain form and reload the page,
+    // losing what the swap showed (an undone answer shown selected). Wire it first;
+    // htmx.process is a no-op on a form it already handles.
+    if (window.htmx) window.htmx.process(form);
     // A click (not requestSubmit) so htmx sees which label button submitted the form.
     if (submitter) submitter.click(); else form.requestSubmit();
   }
