@@ -287,8 +287,8 @@ class ExportJobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ExportJob
-        fields = ["id", "round", "format", "status", "size_bytes", "error", "created_at",
-                  "started_at", "finished_at", "download_url"]
+        fields = ["id", "round", "format", "status", "size_bytes", "metrics", "error",
+                  "created_at", "started_at", "finished_at", "download_url"]
         read_only_fields = fields
 
     @extend_schema_field(OpenApiTypes.URI)

@@ -660,8 +660,13 @@ class RoundExportListView(ProjectScoped, APIView):
                    parameters=[PROJECT_ID], request=s.ExportRequestSerializer,
                    responses=responses({202: s.ExportJobSerializer}),
                    description="Queues an export of the round's model (hf: safetensors "
-                               "folder; onnx; onnx-int8), built by the export worker. Poll "
-                               "the returned job; when done it carries download_url.")
+                               "folder; onnx; onnx-int8; student-int8: a smaller student "
+                               "distilled from it on the unlabelled pool, as int8 ONNX), "
+                               "built by the export worker. Poll the returned job; when "
+                               "done it carries download_url and metrics (holdout "
+                               "macro_f1, agreement with the round's model, size_bytes, "
+                               "texts_per_s at batch_size, p50_ms for one text, measured "
+                               "on the worker's machine at export time).")
     @transaction.atomic
     def post(self, request: Request, pk: int, number: int) -> Response:
         data = s.ExportRequestSerializer(data=request.data)

@@ -259,6 +259,11 @@ LABELWISE_PREDICT_CACHE_SIZE = env_int("LABELWISE_PREDICT_CACHE_SIZE", 3, minimu
 # of 7.5 MB took 143 s and 1.5 GB). Clients send more in batches.
 LABELWISE_PREDICT_MAX_TEXTS = env_int("LABELWISE_PREDICT_MAX_TEXTS", 256, minimum=1)
 LABELWISE_PREDICT_MAX_CHARS = env_int("LABELWISE_PREDICT_MAX_CHARS", 1_000_000, minimum=1)
+# The distilled-student export (learner.export): at most this many unlabelled pool texts
+# (a random sample) carry the teacher's soft labels, and at most this many optimizer steps
+# train the student, so one export stays in minutes on a CPU.
+LABELWISE_DISTILL_MAX_POOL = env_int("LABELWISE_DISTILL_MAX_POOL", 5000, minimum=1)
+LABELWISE_DISTILL_MAX_STEPS = env_int("LABELWISE_DISTILL_MAX_STEPS", 600, minimum=1)
 
 
 def env_rate(name: str, default: str) -> str:

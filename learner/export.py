@@ -9,9 +9,16 @@ Three formats, each one zip (the folders are written by ``learner.ml.exporting``
 - ``onnx``: ``model.onnx`` (float32, dynamic batch and sequence axes; pooling, head and
   temperature inside the graph) with the tokenizer.
 - ``onnx-int8``: ``model_quantized.onnx``, dynamically quantized to int8 weights.
+- ``student-int8``: the round's model distilled into a student with every other encoder
+  layer (``learner.ml.distill``), trained on the project's unlabelled pool with the
+  round's model's soft labels (and on the labelled pool), then written as
+  ``onnx-int8`` is.
 
 The ONNX cards carry the holdout accuracy of the exported file next to PyTorch's, and
-the file size. Exporting and evaluating a real model takes tens of seconds to minutes, so
+the file size. Every job also records on its row what the exported file costs and how
+good it is, measured by the worker at export time (``artifact_metrics``): holdout
+macro-F1, agreement with the round's model, size, texts/s in batches and the median
+latency of one text. Exporting and evaluating a real model takes tens of seconds to minutes, so
 it never runs in a request: the API creates an ExportJob row and a worker runs it
 (``export_jobs_run_once()``, looped by ``manage.py export_worker``), the Round pattern.
 """
@@ -50,7 +57,11 @@ from learner.models import ExportJob, Round
 log = logging.getLogger(__name__)
 
 META_FILE = "labelwise.json"
-ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model_quantized.onnx"}
+ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model_quantized.onnx",
+              "student-int8": "model_quantized.onnx"}
+QUANTIZED = ("onnx-int8", "student-int8")
+# Texts timed for an artifact's serving figures: a sample of the holdout (or the pool).
+TIMING_TEXTS = 256
 # What an ONNX export keeps beside its graph: the tokenizer and the model's description.
 ONNX_KEEP = ("config.json", "tokenizer.json", "tokenizer_config.json",
              "special_tokens_map.json", "vocab.txt", "merges.txt", "vocab.json", "spm.model",
@@ -98,12 +109,23 @@ class Holdout:
 
 def _holdout(round: Round, labels: list[str], multi_label: bool) -> Holdout:
     """The project's labelled holdout now, with labels indexed as the model's."""
+    return _labelled(round, labels, multi_label, holdout=True)
+
+
+def _labelled(round: Round, labels: list[str], multi_label: bool, *, holdout: bool,
+              limit: int | None = None) -> Holdout:
+    """The project's labelled documents now, of the holdout or of the pool (at most
+    ``limit``, a random sample by the documents' ``rand``), labels indexed as the
+    model's."""
+    split = Document.Split.HOLDOUT if holdout else Document.Split.POOL
     names = dict(round.project.labels.values_list("id", "name"))
     index = {name: i for i, name in enumerate(labels)}
     texts, targets = [], []
     rows = Document.objects.filter(
-        project_id=round.project_id, split=Document.Split.HOLDOUT, final_labels__isnull=False
+        project_id=round.project_id, split=split, final_labels__isnull=False
     ).values_list("text", "final_labels")
+    if limit is not None:
+        rows = rows.order_by("rand")[:limit]
     for text, final in rows.iterator(chunk_size=2000):
         positions = [index[names[i]] for i in final if names.get(i) in index]
         if not positions:
@@ -143,19 +165,98 @@ def _label_counts(round: Round) -> tuple[dict[str, int], bool]:
     return counts, exact
 
 
-def _compare_on_holdout(
-    folder: Path, filename: str, meta: dict[str, Any], holdout: Holdout, artifact: Path
-) -> dict[str, Any]:
-    """Holdout accuracy of the exported ONNX file against Labelwise's PyTorch model."""
-    from learner.ml.evaluate import evaluate
+def _pool_texts(round: Round, limit: int) -> list[str]:
+    """At most ``limit`` of the project's unlabelled pool texts, a random sample (by the
+    documents' ``rand``) so a large pool is never read whole."""
+    rows = Document.objects.filter(
+        project_id=round.project_id, split=Document.Split.POOL, final_labels__isnull=True
+    ).order_by("rand").values_list("text", flat=True)[:limit]
+    return list(rows.iterator(chunk_size=2000))
+
+
+def _distil(round: Round, teacher_folder: Path, out: Path) -> dict[str, Any]:
+    """Distils the model saved in ``teacher_folder`` into a student saved in ``out``
+    (``learner.ml.distill``): the teacher's soft labels on a bounded sample of the
+    unlabelled pool, cross-entropy on the project's labelled pool as it is now (the
+    round's own labels and any added since). Returns the distillation's record."""
+    from learner.ml.config import DistillConfig
+    from learner.ml.distill import Distiller
     from learner.ml.train import TextClassifier
 
-    if not holdout.texts:
+    teacher = TextClassifier.load(teacher_folder)
+    limit = settings.LABELWISE_DISTILL_MAX_POOL
+    pool = _pool_texts(round, limit)
+    train = _labelled(round, list(teacher.labels), teacher.config.multi_label,
+                      holdout=False, limit=limit)
+    config = DistillConfig(max_steps=settings.LABELWISE_DISTILL_MAX_STEPS)
+    distiller = Distiller(config).fit(teacher, pool, train.texts or None,
+                                      train.targets if train.texts else None)
+    distiller.student_.save(out)
+    record = dict(distiller.student_.metrics_["distillation"])
+    record.pop("config", None)
+    record.pop("teacher_fingerprint", None)
+    return record
+
+
+def _decisions(meta: dict[str, Any]) -> np.ndarray | float | None:
+    """The cut ``agreement`` compares at: None (top label) for single-label."""
+    if not meta.get("multi_label"):
+        return None
+    thresholds = meta.get("thresholds")
+    return 0.5 if thresholds is None else np.asarray(thresholds)
+
+
+def artifact_metrics(
+    predictor: Any, meta: dict[str, Any], holdout: Holdout, probs: np.ndarray | None,
+    teacher_probs: np.ndarray | None, *, size_bytes: int, timing_texts: list[str],
+) -> dict[str, Any]:
+    """The export page's figures for one exported model, measured here and now: holdout
+    ``macro_f1`` and ``agreement`` with the round's model (from ``probs``, the exported
+    model's on the holdout, and ``teacher_probs``, the round's; None without a holdout),
+    ``size_bytes`` of the weights, ``texts_per_s`` in batches of ``batch_size`` and
+    ``p50_ms`` for one text, timing ``predictor`` on ``timing_texts``
+    (``learner.ml.serving.measure_serving``; None without texts)."""
+    from learner.ml.distill import agreement
+    from learner.ml.evaluate import evaluate
+    from learner.ml.serving import measure_serving
+
+    figures: dict[str, Any] = {"n_holdout": len(holdout.texts), "macro_f1": None,
+                               "agreement": None, "size_bytes": int(size_bytes),
+                               "texts_per_s": None, "p50_ms": None, "batch_size": None}
+    if holdout.texts and probs is not None and teacher_probs is not None:
+        scores = evaluate(holdout.targets, probs, list(meta["labels"]),
+                          multi_label=bool(meta.get("multi_label")),
+                          thresholds=meta.get("thresholds"))
+        figures["macro_f1"] = round(float(scores["macro_f1"]), 4)
+        figures["agreement"] = round(agreement(probs, teacher_probs,
+                                               thresholds=_decisions(meta)), 4)
+    if timing_texts:
+        serving = measure_serving(predictor, timing_texts)
+        figures.update(texts_per_s=round(serving.texts_per_second, 1),
+                       p50_ms=round(serving.p50_ms, 2), batch_size=serving.batch_size)
+    return figures
+
+
+def _timing_texts(round: Round, holdout: Holdout) -> list[str]:
+    if holdout.texts:
+        rng = np.random.default_rng(0)
+        n = min(TIMING_TEXTS, len(holdout.texts))
+        return [holdout.texts[i] for i in rng.choice(len(holdout.texts), n, replace=False)]
+    return _pool_texts(round, TIMING_TEXTS)
+
+
+def _compare_on_holdout(
+    folder: Path, filename: str, meta: dict[str, Any], holdout: Holdout,
+    torch_probs: np.ndarray | None, onnx_probs: np.ndarray | None,
+) -> dict[str, Any]:
+    """Holdout accuracy of the exported ONNX file (``onnx_probs``) against Labelwise's
+    PyTorch model it was written from (``torch_probs``)."""
+    from learner.ml.evaluate import evaluate
+
+    if not holdout.texts or torch_probs is None or onnx_probs is None:
         return {"n": 0, "note": "The project has no labelled holdout; nothing was compared."}
     labels, multi = list(meta["labels"]), bool(meta.get("multi_label"))
     thresholds = meta.get("thresholds")
-    torch_probs = TextClassifier.load(artifact, device="cpu").predict_proba(holdout.texts)
-    onnx_probs = OnnxTextClassifier(folder, filename).predict_proba(holdout.texts)
     torch_metrics = evaluate(holdout.targets, torch_probs, labels, multi_label=multi,
                              thresholds=thresholds)
     onnx_metrics = evaluate(holdout.targets, onnx_probs, labels, multi_label=multi,
@@ -247,7 +348,9 @@ def _card_markdown(card: dict[str, Any]) -> str:
     multi = card["task"] == "multi_label_classification"
     metrics = card["holdout_metrics"] or {}
     rung = {"head": "a linear head on the frozen encoder", "full": "full fine-tuning",
-            "lora": "LoRA fine-tuning", "gradual": "gradual unfreezing"}.get(
+            "lora": "LoRA fine-tuning", "gradual": "gradual unfreezing",
+            "distilled": "a student distilled from the round's model, with fewer encoder "
+                         "layers"}.get(
         str(card["training_mode"]), str(card["training_mode"]))
     calibration = card.get("calibration") or {}
     lines = [
@@ -329,6 +432,14 @@ def _card_markdown(card: dict[str, Any]) -> str:
         onnx = card["onnx"]
         lines += ["", "## This ONNX file against the PyTorch model (holdout)", ""]
         lines += [f"- {key}: {value}" for key, value in onnx.items()]
+    measured = card.get("measured")
+    if measured:
+        lines += ["", "## Measured at export (this file, the exporting machine)", ""]
+        lines += [f"- {key}: {value}" for key, value in measured.items()
+                  if not isinstance(value, dict)]
+        if measured.get("distillation"):
+            lines += [f"- distillation {key}: {value}"
+                      for key, value in measured["distillation"].items()]
     lines += [
         "",
         "## Files",
@@ -385,10 +496,21 @@ def _write_card(folder: Path, card: dict[str, Any]) -> None:
 # --- building one export -------------------------------------------------------------------
 
 
-def export_build(round: Round, fmt: str, out_zip: Path) -> Path:
+@dataclass(frozen=True)
+class Built:
+    """A built export: the zip, and its figures for the job row (``artifact_metrics``,
+    plus ``distillation`` for a student)."""
+
+    path: Path
+    metrics: dict[str, Any]
+
+
+def export_build(round: Round, fmt: str, out_zip: Path) -> Built:
     """Builds the `fmt` export of the round's model as the zip `out_zip` (its stem is the
-    folder name inside). Works in a temporary folder beside it; nothing is left behind on
-    failure."""
+    folder name inside) and measures it. Works in a temporary folder beside it; nothing
+    is left behind on failure."""
+    from learner.ml.train import TextClassifier
+
     if fmt not in ExportJob.Format.values:
         raise ExportError(f"Unknown export format {fmt!r}.")
     artifact = _artifact(round)
@@ -396,15 +518,25 @@ def export_build(round: Round, fmt: str, out_zip: Path) -> Path:
     work = Path(tempfile.mkdtemp(prefix="export-", dir=out_zip.parent))
     try:
         folder = work / out_zip.stem
-        meta = write_setfit_folder(artifact, folder)
+        # What is exported: the round's model, or a student distilled from it.
+        source, distillation = artifact, None
+        if fmt == ExportJob.Format.STUDENT_INT8:
+            source = work / "student"
+            distillation = _distil(round, artifact, source)
+        meta = write_setfit_folder(source, folder)
+        holdout = _holdout(round, list(meta["labels"]), bool(meta.get("multi_label")))
+        teacher = TextClassifier.load(artifact, device="cpu")
+        teacher_probs = teacher.predict_proba(holdout.texts) if holdout.texts else None
         onnx_figures = None
         if fmt == "hf":
             files = {p.name: p.stat().st_size for p in folder.glob("*.safetensors")}
+            predictor: Any = teacher  # the folder holds the round's model as it is
+            probs = teacher_probs
         else:
             onnx_file = folder / ONNX_FILES["onnx"]
             onnx_write(folder, onnx_file)
-            if fmt == "onnx-int8":
-                quantized = folder / ONNX_FILES["onnx-int8"]
+            if fmt in QUANTIZED:
+                quantized = folder / ONNX_FILES[fmt]
                 onnx_quantize(onnx_file, quantized)
                 onnx_file.unlink()
                 onnx_file = quantized
@@ -413,16 +545,30 @@ def export_build(round: Round, fmt: str, out_zip: Path) -> Path:
                 if path != onnx_file and path.name not in ONNX_KEEP:
                     shutil.rmtree(path) if path.is_dir() else path.unlink()
             files = {onnx_file.name: onnx_file.stat().st_size}
-            holdout = _holdout(round, list(meta["labels"]), bool(meta.get("multi_label")))
-            onnx_figures = _compare_on_holdout(folder, onnx_file.name, meta, holdout, artifact)
+            predictor = OnnxTextClassifier(folder, onnx_file.name)
+            probs = predictor.predict_proba(holdout.texts) if holdout.texts else None
+            # The ONNX file against the PyTorch model it was written from.
+            source_probs = teacher_probs
+            if source != artifact and holdout.texts:
+                source_probs = TextClassifier.load(source, device="cpu").predict_proba(
+                    holdout.texts)
+            onnx_figures = _compare_on_holdout(folder, onnx_file.name, meta, holdout,
+                                               source_probs, probs)
             onnx_figures["file_size_bytes"] = onnx_file.stat().st_size
-        _write_card(folder, model_card(round, meta, fmt=fmt, files=files, onnx=onnx_figures))
+        metrics = artifact_metrics(predictor, meta, holdout, probs, teacher_probs,
+                                   size_bytes=sum(files.values()),
+                                   timing_texts=_timing_texts(round, holdout))
+        if distillation is not None:
+            metrics["distillation"] = distillation
+        card = model_card(round, meta, fmt=fmt, files=files, onnx=onnx_figures)
+        card["measured"] = metrics
+        _write_card(folder, card)
         archive = shutil.make_archive(str(work / out_zip.stem), "zip", root_dir=work,
                                       base_dir=folder.name)
         Path(archive).replace(out_zip)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return out_zip
+    return Built(out_zip, metrics)
 
 
 # --- export jobs (the row is the job) ------------------------------------------------------
@@ -491,7 +637,7 @@ def export_job_run(job: ExportJob) -> ExportJob:
     )
     started = time.perf_counter()
     try:
-        export_build(round, job.format, out)
+        built = export_build(round, job.format, out)
     except Exception as exc:  # any failure is the job's outcome, recorded on the row
         log.exception("export job %s failed", job.pk)
         ExportJob.objects.filter(pk=job.pk).update(
@@ -501,7 +647,7 @@ def export_job_run(job: ExportJob) -> ExportJob:
     else:
         ExportJob.objects.filter(pk=job.pk).update(
             status=ExportJob.Status.DONE, finished_at=timezone.now(), path=str(out),
-            size_bytes=out.stat().st_size,
+            size_bytes=out.stat().st_size, metrics=built.metrics,
         )
         log.info("export job %s (%s) done in %.1f s", job.pk, job.format,
                  time.perf_counter() - started)
@@ -525,8 +671,10 @@ def export_job_download_name(job: ExportJob) -> str:
 
 
 __all__ = [
+    "Built",
     "ExportError",
     "OnnxTextClassifier",
+    "artifact_metrics",
     "export_build",
     "export_job_claim",
     "export_job_download_name",

@@ -312,9 +312,10 @@ class ExportJob(models.Model):
         HF = "hf", "Hugging Face folder (safetensors)"
         ONNX = "onnx", "ONNX (float32)"
         ONNX_INT8 = "onnx-int8", "ONNX, int8-quantized"
+        STUDENT_INT8 = "student-int8", "Distilled student, ONNX int8"
 
     round = models.ForeignKey(Round, on_delete=models.CASCADE, related_name="export_jobs")
-    format = models.CharField(max_length=10, choices=Format.choices)
+    format = models.CharField(max_length=20, choices=Format.choices)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
@@ -322,6 +323,11 @@ class ExportJob(models.Model):
     )
     path = models.CharField(max_length=500, blank=True)
     size_bytes = models.BigIntegerField(null=True, blank=True)
+    # What the exported model costs and how good it is, measured by the worker at export
+    # time on its own machine (learner.export.artifact_metrics): macro_f1 and agreement
+    # (with the round's model) on the holdout, size_bytes of the weights, texts_per_s at
+    # batch_size and p50_ms for one text. Empty until done.
+    metrics = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     worker = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

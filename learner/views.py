@@ -27,7 +27,7 @@ from learner.adaptation import ADAPT_MAX_STEPS, ADAPT_STEPS, adaptation_request,
 from learner.base_models import BaseModelUnavailable, base_model_choices
 from learner.ml.config import BOUNDS
 from learner.ml.strategies import STRATEGIES
-from learner.models import DriftAlert, LearnerSettings, Round
+from learner.models import DriftAlert, ExportJob, LearnerSettings, Round
 
 WATCHERS = (Membership.Role.LEAD, Membership.Role.REVIEWER, Membership.Role.VIEWER)
 ROUNDS_PER_PAGE = 50
@@ -372,6 +372,7 @@ def round_detail(request: HttpRequest, pk: int, number: int) -> HttpResponse:
         "ladder": _ladder_rows(round.fit or {}),
         "calibration": (round.fit or {}).get("calibration") or {},
         "groups": round.groups or {},
+        "export_formats": ExportJob.Format.choices,
         **_round_charts(round, labels),
     }
     return render(request, "learner/round.html", context)
