@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 import threading
-import time
 import zipfile
 
 import pytest
@@ -33,7 +32,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 CURVE_POINTS = "#learning-curve circle.point[data-series=macro_f1]"
 LABELS_PER_ROUND = 10
-EXPORT_DEADLINE_S = 300
+EXPORT_POLLS = 150  # reloads of the round page, 2 s apart, before the export counts as lost
 
 
 def log_in(page, live_server, username: str, password: str) -> None:  # type: ignore[no-untyped-def]
@@ -136,7 +135,6 @@ def test_newcomer_labels_watches_two_rounds_and_downloads_a_model_during_the_dem
         round_page.goto(f"{base}/learner/rounds/1/")
         round_page.select_option("#downloads select[name=format]", "hf")
         round_page.click("#downloads button[type=submit]")
-        asked_at = time.monotonic()
         expect(round_page.locator("body")).to_contain_text(
             "Hugging Face folder (safetensors) export queued")
 
@@ -172,18 +170,20 @@ def test_newcomer_labels_watches_two_rounds_and_downloads_a_model_during_the_dem
         assert round2.trigger == Round.Trigger.LABELS
         assert round2.n_train == round1.n_train + LABELS_PER_ROUND
 
-        # The export the lead asked for is ready on round 1's page within five minutes.
+        # The export the lead asked for is built while rounds keep coming (its own worker,
+        # never starved by them) and downloads from round 1's page. The wait is bounded by
+        # a number of polls; how long it takes is not asserted (machines are shared).
         download_link = round_page.locator("#downloads a", has_text="Download zip")
-        while not download_link.count():
-            assert time.monotonic() - asked_at < EXPORT_DEADLINE_S, (
-                round_page.locator("#downloads").inner_text())
+        for _ in range(EXPORT_POLLS):
+            if download_link.count():
+                break
             round_page.wait_for_timeout(2_000)
             round_page.reload()
+        assert download_link.count(), round_page.locator("#downloads").inner_text()
         with round_page.expect_download() as download_info:
             download_link.click()
         saved_zip = tmp_path / "model.zip"
         download_info.value.save_as(saved_zip)
-        assert time.monotonic() - asked_at < EXPORT_DEADLINE_S
     finally:
         stop.set()
         for thread in threads:
