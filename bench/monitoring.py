@@ -30,12 +30,8 @@ sys.path.insert(0, str(REPO / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-DATASETS = Path(os.environ.get("LABELWISE_DATASETS", REPO.parent / "shared" / "datasets"))
 
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+from predict import DATASETS, percentile  # noqa: E402  (bench/predict.py: same data, same p95)
 
 
 def main(argv: list[str] | None = None) -> None:
