@@ -247,6 +247,12 @@ class PredictRequestSerializer(serializers.Serializer):
         help_text="pytorch: the round's own model. onnx / onnx-int8: the round's finished "
                   "export of that format (409 until one is exported).",
     )
+    export = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=MAX_ID,
+        help_text="Id of a finished export of this project (onnx, onnx-int8 or "
+                  "student-int8) to serve the texts with onnxruntime instead of a round's "
+                  "model; not with round or runtime.",
+    )
 
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
@@ -263,6 +269,14 @@ class PredictRequestSerializer(serializers.Serializer):
                 code="too_long")
         return texts
 
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        if data.get("export") is not None and (
+                data.get("round") is not None or "runtime" in self.initial_data):
+            raise serializers.ValidationError(
+                {"export": ["An export names its round and runtime: send it without "
+                            "round and runtime."]}, code="conflict")
+        return data
+
 
 class PredictionItemSerializer(serializers.Serializer):
     labels = serializers.ListField(child=serializers.CharField())
@@ -271,7 +285,11 @@ class PredictionItemSerializer(serializers.Serializer):
 
 class PredictResponseSerializer(serializers.Serializer):
     round = serializers.IntegerField()
-    runtime = serializers.CharField()
+    runtime = serializers.CharField(
+        help_text="What served the texts: pytorch, onnx, onnx-int8, or the named export's "
+                  "format (student-int8 for a distilled student).")
+    export = serializers.IntegerField(allow_null=True,
+                                      help_text="The export that served them, if one did.")
     labels = serializers.ListField(child=serializers.CharField())
     multi_label = serializers.BooleanField()
     predictions = PredictionItemSerializer(many=True)
@@ -283,11 +301,14 @@ class ExportRequestSerializer(serializers.Serializer):
 
 class ExportJobSerializer(serializers.ModelSerializer):
     round = serializers.IntegerField(source="round.number", read_only=True)
+    percent = serializers.FloatField(read_only=True,
+                                     help_text="step of total_steps in the current phase, %.")
     download_url = serializers.SerializerMethodField()
 
     class Meta:
         model = ExportJob
-        fields = ["id", "round", "format", "status", "size_bytes", "metrics", "error",
+        fields = ["id", "round", "format", "status", "phase", "step", "total_steps",
+                  "percent", "eta_seconds", "phases", "size_bytes", "metrics", "error",
                   "created_at", "started_at", "finished_at", "download_url"]
         read_only_fields = fields
 

@@ -582,15 +582,24 @@ class RoundCancelView(ProjectScoped, APIView):
 
 
 def _done_round(project: Project, number: int | None) -> Round:
-    if number is None:
-        round = learner_selectors.round_latest_done(project)
-        if round is None:
-            raise Conflict("The project has no finished round yet.", code="no_model")
-    else:
-        round = learner_selectors.round_get(project, number)
-        if round.status != Round.Status.DONE:
-            raise Conflict(f"Round {number} is {round.status}, not done.", code="no_model")
+    """The round to serve, read with the project's recording settings
+    (learner.selectors.round_for_serving)."""
+    round = learner_selectors.round_for_serving(project, number)
+    if round is None and number is not None:
+        raise NotFound("No such round")
+    if round is None:
+        raise Conflict("The project has no finished round yet.", code="no_model")
+    if round.status != Round.Status.DONE:
+        raise Conflict(f"Round {number} is {round.status}, not done.", code="no_model")
     return round
+
+
+def _serving_export(project: Project, export_id: int) -> ExportJob:
+    try:
+        return inference.serving_export(
+            learner_selectors.export_for_serving(project, export_id), export_id)
+    except inference.ExportUnusable as exc:
+        raise BadRequest({"export": [str(exc)]}) from None
 
 
 class PredictView(ProjectScoped, APIView):
@@ -602,8 +611,12 @@ class PredictView(ProjectScoped, APIView):
                    responses=responses({200: s.PredictResponseSerializer}, throttled=True),
                    description="Labels and probabilities for texts from a done round's "
                                "model (default: the latest), run by PyTorch or by the "
-                               "round's ONNX export. Each text's top label and its "
-                               "probability are recorded for the lead's monitoring (the "
+                               "round's ONNX export; or, with `export`, from that finished "
+                               "export of the project (onnx, onnx-int8 or student-int8, "
+                               "the distilled student) run by onnxruntime: 400 when it "
+                               "does not exist, is not done, or is an hf folder. Each "
+                               "text's top label and its probability are recorded for the "
+                               "lead's monitoring, with the export that served it (the "
                                "text itself only if the lead turned that on). A request "
                                "holds at "
                                "most LABELWISE_PREDICT_MAX_TEXTS texts (default 256) of "
@@ -614,19 +627,26 @@ class PredictView(ProjectScoped, APIView):
     def post(self, request: Request, pk: int) -> Response:
         data = s.PredictRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        round = _done_round(self.project, data.validated_data.get("round"))
-        runtime = data.validated_data["runtime"]
+        texts = data.validated_data["texts"]
+        export = None
+        if data.validated_data.get("export") is not None:
+            export = _serving_export(self.project, data.validated_data["export"])
+            round, recorded = export.round, export
+        else:
+            round = recorded = _done_round(self.project, data.validated_data.get("round"))
         try:
-            result = inference.predict(round, data.validated_data["texts"], runtime=runtime)
+            result = inference.predict(round, texts, runtime=data.validated_data["runtime"],
+                                       export=export)
         except inference.NoModel as exc:
             raise Conflict(str(exc), code="no_model") from None
         learner_services.served_predictions_record(
             round=round, labels=result.labels, probabilities=result.probabilities,
-            texts=data.validated_data["texts"])
+            texts=texts, recording=learner_selectors.recording_of(recorded), export=export)
         multi = self.project.is_multi_label
         return Response({
             "round": round.number,
-            "runtime": runtime,
+            "runtime": export.format if export is not None else data.validated_data["runtime"],
+            "export": export.pk if export is not None else None,
             "labels": result.labels,
             "multi_label": multi,
             "predictions": [

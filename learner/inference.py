@@ -6,7 +6,9 @@ round, the runtime and the file) and every request after the first reuses them.
 
 Runtimes: "pytorch" (the round's artifact, as the learner saved it), or "onnx" /
 "onnx-int8", served from that round's finished export of the same format (an export job
-builds it; a request never does).
+builds it; a request never does). A client may also name one finished export (its job
+id), of any ONNX format, the distilled student included: `serving_export` checks it and
+`predict(..., export=job)` serves it with onnxruntime from its zip.
 """
 
 from __future__ import annotations
@@ -26,10 +28,35 @@ from django.conf import settings
 from learner.models import ExportJob, Round
 
 RUNTIMES = ("pytorch", "onnx", "onnx-int8")
+# Export formats onnxruntime serves: the ONNX graphs (an hf folder is for other programs).
+SERVABLE_EXPORTS = (ExportJob.Format.ONNX, ExportJob.Format.ONNX_INT8,
+                    ExportJob.Format.STUDENT_INT8)
 
 
 class NoModel(Exception):
     """The round has no model for the asked runtime (not exported yet, files gone)."""
+
+
+class ExportUnusable(Exception):
+    """The export a client named cannot serve predictions (the message says why)."""
+
+
+def serving_export(job: ExportJob | None, export_id: int) -> ExportJob:
+    """`job` (export `export_id` of the project, None when the project has none) if it can
+    serve predictions; else ExportUnusable. Another project's export reads as missing, so
+    nobody learns what other projects hold."""
+    if job is None:
+        raise ExportUnusable(f"This project has no export {export_id}.")
+    if job.format not in SERVABLE_EXPORTS:
+        raise ExportUnusable(
+            f"Export {export_id} is a {job.get_format_display()}, which the predictions "
+            f"endpoint does not serve; export one of {', '.join(SERVABLE_EXPORTS)}.")
+    if job.status != ExportJob.Status.DONE:
+        raise ExportUnusable(f"Export {export_id} is {job.status}, not done; try again "
+                             "when it is.")
+    if not job.path or not Path(job.path).exists():
+        raise ExportUnusable(f"Export {export_id}'s file is gone; request the export again.")
+    return job
 
 
 @dataclass(frozen=True)
@@ -49,8 +76,13 @@ class ModelCache:
         self._lock = threading.Lock()
         self.loads = 0
 
-    def get(self, round: Round, runtime: str = "pytorch"):  # type: ignore[no-untyped-def]
-        source = _source(round, runtime)
+    def get(self, round: Round, runtime: str = "pytorch",  # type: ignore[no-untyped-def]
+            *, export: ExportJob | None = None):
+        """The round's model for `runtime`, or (`export` given) that finished export's."""
+        if export is not None:
+            source, runtime = _unpacked(Path(export.path)), export.format
+        else:
+            source = _source(round, runtime)
         key = (round.pk, runtime, str(source))
         with self._lock:
             model = self._models.get(key)
@@ -125,12 +157,19 @@ def _load(folder: Path, runtime: str):  # type: ignore[no-untyped-def]
 
 
 def predict(
-    round: Round, texts: Sequence[str], *, runtime: str = "pytorch", cache: bool = True
+    round: Round, texts: Sequence[str], *, runtime: str = "pytorch",
+    export: ExportJob | None = None, cache: bool = True,
 ) -> Predicted:
-    """Labels and probabilities of `texts` from the round's model, in one batched pass
-    (length-bucketed batches of 64). `cache=False` loads the model afresh: the benchmark's
-    baseline."""
-    model = models.get(round, runtime) if cache else _load(_source(round, runtime), runtime)
+    """Labels and probabilities of `texts` from the round's model, or from `export` (a job
+    `serving_export` accepted, of this round), in one batched pass (length-bucketed
+    batches of 64). `cache=False` loads the model afresh: the benchmark's baseline."""
+    if export is not None:
+        runtime = export.format
+        model = models.get(round, export=export) if cache else _load(
+            _unpacked(Path(export.path)), runtime)
+    else:
+        model = models.get(round, runtime) if cache else _load(_source(round, runtime),
+                                                                runtime)
     probs = model.predict_proba(list(texts))
     if runtime == "pytorch":
         labels, multi = list(model.labels), model.config.multi_label

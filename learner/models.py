@@ -246,11 +246,14 @@ class Prediction(models.Model):
 
 class ServedPrediction(models.Model):
     """One text the predictions endpoint answered: which round's model, its top label and
-    that label's probability. The text itself only when the lead turned recording texts
-    on (LearnerSettings.record_texts). Written in one bulk insert per request."""
+    that label's probability; when a finished export served it instead of the round's own
+    model (a distilled student, say), which one. The text itself only when the lead turned
+    recording texts on (LearnerSettings.record_texts). Written in one insert per request."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
     round = models.ForeignKey(Round, on_delete=models.CASCADE, related_name="served")
+    export = models.ForeignKey("ExportJob", null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="served")
     label = models.CharField(max_length=200)
     confidence = models.FloatField()
     text = models.TextField(blank=True)
@@ -300,7 +303,10 @@ class DriftAlert(models.Model):
 class ExportJob(models.Model):
     """One export of a finished round's model, and the job row the export worker claims.
 
-    Status: queued -> running (claimed) -> done (path holds the zip) | failed (error)."""
+    Status: queued -> running (claimed) -> done (path holds the zip) | failed (error).
+    While running, the worker writes its progress onto the row as a round's does: the
+    phase (distilling epoch i/n, exporting, quantizing, measuring), steps done of the
+    phase's total, and the estimated seconds left."""
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -314,6 +320,8 @@ class ExportJob(models.Model):
         ONNX_INT8 = "onnx-int8", "ONNX, int8-quantized"
         STUDENT_INT8 = "student-int8", "Distilled student, ONNX int8"
 
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
     round = models.ForeignKey(Round, on_delete=models.CASCADE, related_name="export_jobs")
     format = models.CharField(max_length=20, choices=Format.choices)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
@@ -323,6 +331,13 @@ class ExportJob(models.Model):
     )
     path = models.CharField(max_length=500, blank=True)
     size_bytes = models.BigIntegerField(null=True, blank=True)
+    # Progress, written by the export worker as it goes (learner.export.ExportProgress).
+    phase = models.CharField(max_length=40, blank=True)
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    eta_seconds = models.FloatField(null=True, blank=True)
+    # Seconds each finished phase took, in order: [{"phase": ..., "seconds": ...}].
+    phases = models.JSONField(default=list, blank=True)
     # What the exported model costs and how good it is, measured by the worker at export
     # time on its own machine (learner.export.artifact_metrics): macro_f1 and agreement
     # (with the round's model) on the holdout, size_bytes of the weights, texts_per_s at
@@ -342,3 +357,11 @@ class ExportJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.format} export of {self.round} ({self.status})"
+
+    @property
+    def percent(self) -> float:
+        return round(100 * self.step / self.total_steps, 1) if self.total_steps else 0.0
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE

@@ -16,8 +16,8 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.db.models import Avg, Count, F, Max, Min, QuerySet
-from django.db.models.functions import Floor, TruncDate, TruncMinute
+from django.db.models import Avg, BooleanField, Count, F, Max, Min, QuerySet, Value
+from django.db.models.functions import Coalesce, Floor, TruncDate, TruncMinute
 from django.http import Http404
 from django.utils import timezone
 
@@ -25,7 +25,7 @@ from annotate import agreement
 from annotate import selectors as annotate_selectors
 from annotate.models import Annotation, Label, Project
 from learner.ml.monitoring import CONFIDENCE_BINS, Drift, drift_between
-from learner.models import DriftAlert, Prediction, Round, ServedPrediction
+from learner.models import DriftAlert, ExportJob, Prediction, Round, ServedPrediction
 
 # --- rounds --------------------------------------------------------------------------------
 
@@ -64,6 +64,55 @@ def adaptation_latest(project: Project) -> Round | None:
     """The project's latest finished domain adaptation of its encoder, if any."""
     return Round.objects.filter(project=project, trigger=Round.Trigger.ADAPT,
                                 status=Round.Status.DONE).order_by("-number").first()
+
+
+@dataclass(frozen=True)
+class Recording:
+    """What the predictions endpoint records of a request (the project's LearnerSettings;
+    a project without a settings row records predictions, not texts)."""
+
+    predictions: bool = True
+    texts: bool = False
+
+
+def _with_recording(queryset: QuerySet[Any], path: str) -> QuerySet[Any]:
+    """`queryset` with the project's recording settings joined in (through `path`, the
+    lookup to the project), read as `recording_of` reads them: the predictions endpoint
+    learns them in the query it makes anyway, not in a settings read of its own."""
+    settings = f"{path}__learner_settings__"
+    return queryset.annotate(
+        recording_predictions=Coalesce(F(settings + "record_predictions"), Value(True),
+                                       output_field=BooleanField()),
+        recording_texts=Coalesce(F(settings + "record_texts"), Value(False),
+                                 output_field=BooleanField()),
+    )
+
+
+def recording_of(row: Round | ExportJob) -> Recording:
+    """The recording settings read with a row of `round_for_serving` or
+    `export_for_serving`."""
+    return Recording(predictions=bool(row.recording_predictions),  # type: ignore[union-attr]
+                     texts=bool(row.recording_texts))  # type: ignore[union-attr]
+
+
+def round_for_serving(project: Project, number: int | None) -> Round | None:
+    """The round the predictions endpoint serves: round `number` of the project (any
+    status: the caller says why one not done cannot serve), else the latest done round
+    with a model; with the recording settings (`recording_of`). None when there is none."""
+    if number is not None:
+        rounds = Round.objects.filter(project=project, number=number)
+    else:
+        rounds = Round.objects.with_models().filter(
+            project=project, status=Round.Status.DONE).order_by("-number")
+    return _with_recording(rounds, "project").first()
+
+
+def export_for_serving(project: Project, export_id: int) -> ExportJob | None:
+    """Export job `export_id` of one of the project's rounds, with its round and the
+    recording settings (`recording_of`); None when the project has no such export."""
+    jobs = ExportJob.objects.filter(pk=export_id, round__project=project).select_related(
+        "round")
+    return _with_recording(jobs, "round__project").first()
 
 
 def round_latest_done(project: Project) -> Round | None:

@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
@@ -27,7 +28,7 @@ from learner.adaptation import adapted_encoder
 from learner.base_models import BaseModelUnavailable, base_model_folder
 from learner.ml.config import TrainConfig
 from learner.ml.monitoring import top_label
-from learner.models import DriftAlert, LearnerSettings, Round, ServedPrediction
+from learner.models import DriftAlert, ExportJob, LearnerSettings, Round, ServedPrediction
 
 # A claimed round goes back to the queue this many times after its worker vanished, then
 # it is marked failed so a round that kills its worker (out of memory, say) cannot loop.
@@ -274,31 +275,66 @@ def rounds_recover_stale(*, heartbeat_timeout: timedelta) -> list[int]:
 
 def served_predictions_record(
     *, round: Round, labels: Sequence[str], probabilities: np.ndarray, texts: Sequence[str],
+    recording: learner_selectors.Recording | None = None, export: ExportJob | None = None,
 ) -> int:
-    """Records what the predictions endpoint answered, one row per text: the round, the
-    top label and its probability (and the text, when the lead records texts). One
-    settings read and one bulk insert; returns the rows written (0 when recording is off)."""
-    recording = (LearnerSettings.objects.filter(project_id=round.project_id)
-                 .values_list("record_predictions", "record_texts").first())
-    record, with_texts = recording if recording is not None else (True, False)
-    if not record:
+    """Records what the predictions endpoint answered, one row per text: the round (and
+    the export, when a finished export served it), the top label and its probability (and
+    the text, when the lead records texts). Returns the rows written (0 when recording is
+    off).
+
+    `recording`: the project's settings as the caller read them with the round
+    (`learner.selectors.round_for_serving`); without it they are read here. Then one
+    statement: recording costs a request one round trip to the database and no wait for
+    it to reach the disk (`_served_insert`)."""
+    if recording is None:
+        row = (LearnerSettings.objects.filter(project_id=round.project_id)
+               .values_list("record_predictions", "record_texts").first())
+        recording = learner_selectors.Recording(*row) if row else learner_selectors.Recording()
+    if not recording.predictions:
         return 0
     index, confidence = top_label(probabilities)
     now = timezone.now()
     rows = [
-        ServedPrediction(project_id=round.project_id, round=round, label=labels[j],
-                         confidence=float(c), text=text if with_texts else "", created_at=now)
+        (round.project_id, round.pk, export.pk if export is not None else None, labels[j],
+         float(c), text if recording.texts else "", now)
         for j, c, text in zip(index.tolist(), confidence.tolist(), texts, strict=True)
     ]
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            # The request need not wait for the WAL flush (a few ms, measured by
-            # bench/monitoring.py): a crash may lose the last rows of a statistic, never
-            # anything else.
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        ServedPrediction.objects.bulk_create(rows)
+    _served_insert(rows)
     return len(rows)
+
+
+SERVED_COLUMNS = ("project", "round", "export", "label", "confidence", "text", "created_at")
+
+
+def _served_insert(rows: list[tuple[Any, ...]]) -> None:
+    """Inserts ServedPrediction rows (values in SERVED_COLUMNS' order) in one statement,
+    where bulk_create would wrap its INSERT in a transaction of its own (two more round
+    trips: BEGIN, COMMIT).
+
+    On PostgreSQL the statement also turns synchronous_commit off for its own implicit
+    transaction: the request need not wait for the WAL flush (a few ms, measured by
+    bench/monitoring.py); a crash may lose the last rows of a statistic, never anything
+    else. Sent as one query string, that is still one round trip. Inside a caller's
+    transaction the setting would reach the caller's writes too, so there it is left out.
+    SQLite takes as many rows per statement as its parameter limit allows; a request of
+    more texts than that is written in a few statements, each its own transaction."""
+    if not rows:
+        return
+    quote = connection.ops.quote_name
+    fields = [ServedPrediction._meta.get_field(name) for name in SERVED_COLUMNS]
+    columns = ", ".join(quote(field.column) for field in fields)
+    row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    prefix = ("SET LOCAL synchronous_commit TO OFF; "
+              if connection.vendor == "postgresql" and not connection.in_atomic_block else "")
+    size = max(1, connection.ops.bulk_batch_size(fields, rows))
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), size):
+            chunk = rows[start:start + size]
+            cursor.execute(
+                f"{prefix}INSERT INTO {quote(ServedPrediction._meta.db_table)} ({columns}) "
+                f"VALUES {', '.join([row_sql] * len(chunk))}",
+                [field.get_db_prep_save(value, connection)
+                 for row in chunk for field, value in zip(fields, row, strict=True)])
 
 
 def drift_check(*, project: Project, day: date | None = None) -> DriftAlert | None:

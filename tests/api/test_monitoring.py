@@ -132,3 +132,64 @@ def test_on_drift_the_least_confident_texts_join_the_pool_and_a_round_is_queued(
     assert max(d.meta["confidence"] for d in added) <= sorted(c for c, _ in served)[15]
     assert alert.queued_round.trigger == Round.Trigger.DRIFT
     assert alert.queued_round.status == Round.Status.QUEUED
+
+
+def predict_queries(client, project, texts) -> list[str]:  # type: ignore[no-untyped-def]
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        post(client, project, texts)
+    return [query["sql"] for query in captured.captured_queries]
+
+
+def test_recording_adds_one_statement_to_a_predictions_call_and_no_settings_read(
+    monitored_round, clients
+):
+    """What recording costs a request in queries, on this database: the settings come
+    with the round's own read, and the rows go in one statement however many texts."""
+    project, client = monitored_round.project, clients["viewer"]
+    texts = topic_texts(7, 20)
+    post(client, project, texts)  # the model into the cache; the token's first use
+    settings = LearnerSettings.objects.filter(project=project)
+
+    settings.update(record_predictions=False)
+    off = predict_queries(client, project, texts)
+    settings.update(record_predictions=True)
+    on = predict_queries(client, project, texts)
+
+    def touching(queries: list[str], table: str) -> list[str]:
+        return [sql for sql in queries if table in sql]
+
+    assert len(on) - len(off) == 1, on
+    assert len(touching(on, "learner_servedprediction")) == 1
+    assert touching(on + off, 'FROM "learner_learnersettings"') == []
+    assert ServedPrediction.objects.filter(round=monitored_round).count() == 2 * len(texts)
+
+    # Texts recorded or not, the count is the same; a project with no settings row records
+    # its predictions (the default) without reading for one.
+    settings.update(record_texts=True)
+    assert len(predict_queries(client, project, texts)) == len(on)
+    settings.delete()
+    assert len(predict_queries(client, project, texts)) == len(on)
+    assert ServedPrediction.objects.filter(round=monitored_round).count() == 4 * len(texts)
+    assert ServedPrediction.objects.exclude(text="").count() == len(texts)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_recording_outside_a_transaction_is_one_statement_too(monitored_round, clients):
+    """Outside the test's transaction, as in production: on PostgreSQL the statement
+    carries its own synchronous_commit setting and still counts once."""
+    from django.db import connection
+
+    project, client = monitored_round.project, clients["viewer"]
+    post(client, project, ["market shares"])
+    settings = LearnerSettings.objects.filter(project=project)
+    settings.update(record_predictions=False)
+    off = predict_queries(client, project, ["goal", "chip"])
+    settings.update(record_predictions=True)
+    on = predict_queries(client, project, ["goal", "chip"])
+    assert len(on) - len(off) == 1
+    (insert,) = [sql for sql in on if "learner_servedprediction" in sql]
+    assert ("synchronous_commit" in insert) == (connection.vendor == "postgresql")
+    assert list(ServedPrediction.objects.order_by("-id").values_list("label", flat=True)[:2])
