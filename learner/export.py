@@ -21,6 +21,10 @@ macro-F1, agreement with the round's model, size, texts/s in batches and the med
 latency of one text. Exporting and evaluating a real model takes tens of seconds to minutes, so
 it never runs in a request: the API creates an ExportJob row and a worker runs it
 (``export_jobs_run_once()``, looped by ``manage.py export_worker``), the Round pattern.
+As a round does, the job writes its progress on its row while it runs (``JobProgress``):
+the phase (distilling epoch i/n, exporting, quantizing, measuring), steps of the phase's
+total, and the seconds left estimated from measured rates (``BuildProgress``); the round
+page polls it, and the seconds each phase took stay on the row.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import socket
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -52,6 +57,7 @@ from learner.ml.exporting import (
     onnx_write,
     write_setfit_folder,
 )
+from learner.ml.progress import Phase, RoundEta
 from learner.models import ExportJob, Round
 
 log = logging.getLogger(__name__)
@@ -174,7 +180,8 @@ def _pool_texts(round: Round, limit: int) -> list[str]:
     return list(rows.iterator(chunk_size=2000))
 
 
-def _distil(round: Round, teacher_folder: Path, out: Path) -> dict[str, Any]:
+def _distil(round: Round, teacher_folder: Path, out: Path, report: BuildProgress
+            ) -> dict[str, Any]:
     """Distils the model saved in ``teacher_folder`` into a student saved in ``out``
     (``learner.ml.distill``): the teacher's soft labels on a bounded sample of the
     unlabelled pool, cross-entropy on the project's labelled pool as it is now (the
@@ -189,8 +196,13 @@ def _distil(round: Round, teacher_folder: Path, out: Path) -> dict[str, Any]:
     train = _labelled(round, list(teacher.labels), teacher.config.multi_label,
                       holdout=False, limit=limit)
     config = DistillConfig(max_steps=settings.LABELWISE_DISTILL_MAX_STEPS)
+    texts = len(pool) + len(train.texts)
+    steps = config.epochs * -(-texts // config.batch_size)  # the fit reports its own plan
+    report.plan("teacher", texts)
+    report.plan("train", min(steps, config.max_steps or steps), per_unit_texts=config.batch_size)
     distiller = Distiller(config).fit(teacher, pool, train.texts or None,
-                                      train.targets if train.texts else None)
+                                      train.targets if train.texts else None,
+                                      progress=report)
     distiller.student_.save(out)
     record = dict(distiller.student_.metrics_["distillation"])
     record.pop("config", None)
@@ -505,15 +517,70 @@ class Built:
     metrics: dict[str, Any]
 
 
-def export_build(round: Round, fmt: str, out_zip: Path) -> Built:
+ProgressFn = Callable[[str, int, int, float | None], None]
+# The distillation's reports as a job shows them ("train" is shown with its epoch).
+SHOWN_PHASES = {"teacher": "distilling: the teacher's labels",
+                "calibrate": "distilling: calibrating"}
+# Texts measure_serving runs at its defaults: a warm-up and 5 batches of 64, a warm-up and
+# 50 single texts.
+SERVING_TEXTS = 6 * 64 + 51
+
+
+class BuildProgress:
+    """Turns an export build's reports into the phase its job shows, with the seconds left
+    (``learner.ml.progress.RoundEta``, as a round estimates), passed to ``progress(phase,
+    step, total, eta_seconds)``.
+
+    The sized phases: the teacher's pass over the distillation texts, the student's
+    optimizer steps, and measuring (forward passes over the holdout and the timing texts).
+    Writing and quantizing the ONNX graph are not sized (seconds, against the minutes of
+    a distillation): the estimate holds still through them."""
+
+    def __init__(self, progress: ProgressFn | None, *, measuring: int) -> None:
+        self.progress = progress
+        self.clock = RoundEta([Phase("teacher", 0), Phase("train", 0, backward=True),
+                               Phase("measuring", measuring)])
+        self.epoch = ""
+
+    def plan(self, phase: str, units: int, *, per_unit_texts: int = 1) -> None:
+        for planned in self.clock.phases:
+            if planned.name == phase:
+                planned.units, planned.per_unit_texts = units, per_unit_texts
+
+    def __call__(self, phase: str, step: int = 0, total: int = 0) -> None:
+        if phase == "epoch":
+            self.epoch = f" epoch {step}/{total}"
+            return
+        self.clock.report(phase, step, total)
+        if self.progress is not None:
+            shown = f"distilling{self.epoch}" if phase == "train" else SHOWN_PHASES.get(
+                phase, phase)
+            self.progress(shown, step, total, self.clock.seconds_left())
+
+
+def _measuring_texts(round: Round, fmt: str) -> int:
+    """Texts the measuring phase runs through a model: the holdout once per model it
+    scores (the round's; the export's; a student's PyTorch weights too), and the timing."""
+    n_holdout = Document.objects.filter(project_id=round.project_id,
+                                        split=Document.Split.HOLDOUT,
+                                        final_labels__isnull=False).count()
+    passes = 1 + (fmt != ExportJob.Format.HF) + (fmt == ExportJob.Format.STUDENT_INT8)
+    return passes * n_holdout + SERVING_TEXTS
+
+
+def export_build(round: Round, fmt: str, out_zip: Path, *,
+                 progress: ProgressFn | None = None) -> Built:
     """Builds the `fmt` export of the round's model as the zip `out_zip` (its stem is the
     folder name inside) and measures it. Works in a temporary folder beside it; nothing
-    is left behind on failure."""
+    is left behind on failure. `progress(phase, step, total, eta_seconds)` hears each
+    phase as it goes: distilling (a student: the teacher's labels, each epoch,
+    calibrating), exporting, quantizing (the int8 formats), measuring."""
     from learner.ml.train import TextClassifier
 
     if fmt not in ExportJob.Format.values:
         raise ExportError(f"Unknown export format {fmt!r}.")
     artifact = _artifact(round)
+    report = BuildProgress(progress, measuring=_measuring_texts(round, fmt))
     out_zip.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="export-", dir=out_zip.parent))
     try:
@@ -522,20 +589,15 @@ def export_build(round: Round, fmt: str, out_zip: Path) -> Built:
         source, distillation = artifact, None
         if fmt == ExportJob.Format.STUDENT_INT8:
             source = work / "student"
-            distillation = _distil(round, artifact, source)
+            distillation = _distil(round, artifact, source, report)
+        report("exporting", 0, 1)
         meta = write_setfit_folder(source, folder)
-        holdout = _holdout(round, list(meta["labels"]), bool(meta.get("multi_label")))
-        teacher = TextClassifier.load(artifact, device="cpu")
-        teacher_probs = teacher.predict_proba(holdout.texts) if holdout.texts else None
-        onnx_figures = None
-        if fmt == "hf":
-            files = {p.name: p.stat().st_size for p in folder.glob("*.safetensors")}
-            predictor: Any = teacher  # the folder holds the round's model as it is
-            probs = teacher_probs
-        else:
+        onnx_file = None
+        if fmt != "hf":
             onnx_file = folder / ONNX_FILES["onnx"]
             onnx_write(folder, onnx_file)
             if fmt in QUANTIZED:
+                report("quantizing", 0, 1)
                 quantized = folder / ONNX_FILES[fmt]
                 onnx_quantize(onnx_file, quantized)
                 onnx_file.unlink()
@@ -544,20 +606,42 @@ def export_build(round: Round, fmt: str, out_zip: Path) -> Built:
             for path in list(folder.iterdir()):
                 if path != onnx_file and path.name not in ONNX_KEEP:
                     shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+        measuring, measured = report.clock.phases[-1].units, 0
+
+        def scored(texts: list[str]) -> None:
+            nonlocal measured
+            measured += len(texts)
+            report("measuring", min(measured, measuring), measuring)
+
+        report("measuring", 0, measuring)
+        holdout = _holdout(round, list(meta["labels"]), bool(meta.get("multi_label")))
+        teacher = TextClassifier.load(artifact, device="cpu")
+        teacher_probs = teacher.predict_proba(holdout.texts) if holdout.texts else None
+        scored(holdout.texts)
+        onnx_figures = None
+        if onnx_file is None:
+            files = {p.name: p.stat().st_size for p in folder.glob("*.safetensors")}
+            predictor: Any = teacher  # the folder holds the round's model as it is
+            probs = teacher_probs
+        else:
             files = {onnx_file.name: onnx_file.stat().st_size}
             predictor = OnnxTextClassifier(folder, onnx_file.name)
             probs = predictor.predict_proba(holdout.texts) if holdout.texts else None
+            scored(holdout.texts)
             # The ONNX file against the PyTorch model it was written from.
             source_probs = teacher_probs
             if source != artifact and holdout.texts:
                 source_probs = TextClassifier.load(source, device="cpu").predict_proba(
                     holdout.texts)
+                scored(holdout.texts)
             onnx_figures = _compare_on_holdout(folder, onnx_file.name, meta, holdout,
                                                source_probs, probs)
             onnx_figures["file_size_bytes"] = onnx_file.stat().st_size
         metrics = artifact_metrics(predictor, meta, holdout, probs, teacher_probs,
                                    size_bytes=sum(files.values()),
                                    timing_texts=_timing_texts(round, holdout))
+        report("measuring", measuring, measuring)
         if distillation is not None:
             metrics["distillation"] = distillation
         card = model_card(round, meta, fmt=fmt, files=files, onnx=onnx_figures)
@@ -629,25 +713,79 @@ def export_jobs_fail_stale(*, older_than: timedelta = STALE_AFTER) -> int:
              error="The export worker stopped before finishing; request the export again.")
 
 
+def export_job_progress(*, job_id: int, phase: str, step: int = 0, total_steps: int = 0,
+                        eta_seconds: float | None = None,
+                        phases: list[dict[str, Any]] | None = None) -> None:
+    """Records a running job's progress (and, given, the seconds its finished phases
+    took) on its row."""
+    fields: dict[str, Any] = {"phase": phase, "step": step, "total_steps": total_steps,
+                              "eta_seconds": eta_seconds}
+    if phases is not None:
+        fields["phases"] = phases
+    ExportJob.objects.filter(pk=job_id, status=ExportJob.Status.RUNNING).update(**fields)
+
+
+class JobProgress:
+    """The export worker's ``progress`` for one job: writes each new phase at once and a
+    phase's steps at most every ``interval`` seconds (a round's pace, so a fast loop does
+    not write a row per step), and keeps the seconds each phase took."""
+
+    def __init__(self, job_id: int, *, interval: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.job_id, self.interval, self.clock = job_id, interval, clock
+        self.phases: list[dict[str, Any]] = []
+        self.phase: str | None = None
+        self.step = self.total = 0
+        self._since = self._written = 0.0
+
+    def __call__(self, phase: str, step: int, total: int, eta_seconds: float | None) -> None:
+        now = self.clock()
+        changed = phase != self.phase
+        if changed:
+            self._close(now)
+            self.phase, self._since = phase, now
+        elif now - self._written < self.interval and 0 < step < total:
+            return
+        self.step, self.total, self._written = step, total, now
+        export_job_progress(job_id=self.job_id, phase=phase, step=step, total_steps=total,
+                            eta_seconds=eta_seconds, phases=list(self.phases) if changed
+                            else None)
+
+    def finish(self) -> list[dict[str, Any]]:
+        """Every phase with its seconds, the last one closed now."""
+        self._close(self.clock())
+        self.phase = None
+        return self.phases
+
+    def _close(self, now: float) -> None:
+        if self.phase is not None:
+            self.phases.append({"phase": self.phase, "seconds": round(now - self._since, 3)})
+
+
 def export_job_run(job: ExportJob) -> ExportJob:
-    """Builds a claimed job's zip and records the outcome on the row."""
+    """Builds a claimed job's zip, writing its progress on the row as it goes, and records
+    the outcome: done (phase "done"), or failed in the phase it had reached."""
     round = job.round
     out = export_root() / f"project-{round.project_id}" / (
         f"round-{round.number}-{job.format}-job{job.pk}.zip"
     )
     started = time.perf_counter()
+    progress = JobProgress(job.pk)
     try:
-        built = export_build(round, job.format, out)
+        built = export_build(round, job.format, out, progress=progress)
     except Exception as exc:  # any failure is the job's outcome, recorded on the row
         log.exception("export job %s failed", job.pk)
         ExportJob.objects.filter(pk=job.pk).update(
-            status=ExportJob.Status.FAILED, finished_at=timezone.now(),
+            status=ExportJob.Status.FAILED, finished_at=timezone.now(), eta_seconds=None,
+            phases=progress.finish(),
             error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()[-4000:]}",
         )
     else:
         ExportJob.objects.filter(pk=job.pk).update(
             status=ExportJob.Status.DONE, finished_at=timezone.now(), path=str(out),
-            size_bytes=out.stat().st_size, metrics=built.metrics,
+            size_bytes=out.stat().st_size, metrics=built.metrics, phase="done",
+            step=progress.total, total_steps=progress.total, eta_seconds=None,
+            phases=progress.finish(),
         )
         log.info("export job %s (%s) done in %.1f s", job.pk, job.format,
                  time.perf_counter() - started)
@@ -675,9 +813,12 @@ __all__ = [
     "ExportError",
     "OnnxTextClassifier",
     "artifact_metrics",
+    "BuildProgress",
+    "JobProgress",
     "export_build",
     "export_job_claim",
     "export_job_download_name",
+    "export_job_progress",
     "export_job_request",
     "export_job_run",
     "export_jobs_fail_stale",

@@ -115,6 +115,16 @@ def export_for_serving(project: Project, export_id: int) -> ExportJob | None:
     return _with_recording(jobs, "round__project").first()
 
 
+def export_jobs_of(round: Round, *, limit: int = 20) -> list[ExportJob]:
+    """The round's latest model exports, newest first."""
+    return list(ExportJob.objects.filter(round=round).order_by("-created_at", "-id")[:limit])
+
+
+def export_jobs_active(round: Round) -> bool:
+    """Whether one of the round's exports is queued or running (the page polls)."""
+    return ExportJob.objects.filter(round=round, status__in=ExportJob.ACTIVE).exists()
+
+
 def round_latest_done(project: Project) -> Round | None:
     """The latest round with a model (an encoder adaptation has none)."""
     return Round.objects.with_models().filter(project=project, status=Round.Status.DONE

@@ -11,6 +11,8 @@ urlpatterns = [
     path("p/<int:pk>/learner/adapt/", views.adapt, name="adapt"),
     path("p/<int:pk>/learner/rounds/", views.rounds, name="rounds"),
     path("p/<int:pk>/learner/rounds/<int:number>/", views.round_detail, name="round"),
+    path("p/<int:pk>/learner/rounds/<int:number>/exports/", views.round_exports,
+         name="round_exports"),
     path("p/<int:pk>/learner/rounds/<int:number>/cancel/", views.round_cancel,
          name="round_cancel"),
     path("p/<int:pk>/learner/settings/", views.learner_settings, name="settings"),

@@ -378,6 +378,22 @@ def round_detail(request: HttpRequest, pk: int, number: int) -> HttpResponse:
     return render(request, "learner/round.html", context)
 
 
+@project_view(*WATCHERS)
+def round_exports(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+    """The round page's exports panel, polled every 2 s while an export is queued or
+    running (the worker writes its phase, steps and time left on the job's row); once
+    none is, it answers 286 and htmx stops polling."""
+    project = request.project  # type: ignore[attr-defined]
+    round = selectors.round_get(project, number)
+    response = render(request, "learner/round.html#exports", {
+        "project": project, "membership": request.membership,  # type: ignore[attr-defined]
+        "round": round, "export_formats": ExportJob.Format.choices,
+    })
+    if not selectors.export_jobs_active(round):
+        response.status_code = STOP_POLLING
+    return response
+
+
 RUNG_NAMES = {"head": "Linear head (frozen encoder)", "full": "Full fine-tuning",
               "lora": "LoRA", "gradual": "Gradual unfreezing"}
 # What the round page lists of a round's configuration, in this order, with readable names.

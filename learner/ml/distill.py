@@ -176,7 +176,9 @@ class Distiller:
     fitted ``TextClassifier``), ``agreement_`` (with the teacher on the held-out part of
     the pool), ``history_`` (loss per epoch). ``labels`` as ``TextClassifier.fit`` takes
     them. With ``validation_*`` the student's temperature is fitted on those labels, else
-    to the teacher's calibrated probabilities on the held-out pool.
+    to the teacher's calibrated probabilities on the held-out pool. ``progress(phase,
+    step, total)`` hears "teacher" (batches of the teacher's pass), "epoch" (i of n, as
+    each starts), "train" (optimizer steps over all epochs) and "calibrate".
     """
 
     def __init__(self, config: DistillConfig | None = None) -> None:
@@ -253,9 +255,13 @@ class Distiller:
             step += 1
             report("train", step, total)
 
+        # ("epoch", i, n) before each pass, so a job can say which epoch of how many it is
+        # in; the "train" reports count steps over all of them.
+        epochs = min(cfg.epochs, math.ceil(total / per_epoch)) if per_epoch else 0
         for epoch in range(cfg.epochs):
             if step >= total:
                 break
+            report("epoch", epoch + 1, epochs)
             loss, _ = train_epoch(model, optimizer, scheduler, ids, targets, rows, loss_fn,
                                   pad_id=pad_id, batch_size=cfg.batch_size,
                                   max_grad_norm=cfg.max_grad_norm, seed=cfg.seed + epoch,

@@ -75,3 +75,97 @@ def test_student_int8_export_is_a_smaller_onnx_model_measured_at_export(
     assert f"{job.metrics['agreement']:.3f}" in page
     assert f"{job.metrics['p50_ms']:.1f} ms" in page
     assert '<option value="student-int8">' in page
+
+
+def test_a_student_export_reports_each_phase_with_steps_and_a_falling_eta(
+    trained_round, settings, tmp_path
+):
+    from learner.export import export_build
+
+    settings.LABELWISE_DISTILL_MAX_STEPS = 4
+    seen: list[tuple[str, int, int, float | None]] = []
+    export_build(trained_round, "student-int8", tmp_path / "round-1-student-int8.zip",
+                 progress=lambda *report: seen.append(report))
+    phases = list(dict.fromkeys(phase for phase, *_ in seen))
+    epochs = [p for p in phases if p.startswith("distilling epoch")]
+    assert phases == ["distilling: the teacher's labels", *epochs, "distilling: calibrating",
+                      "exporting", "quantizing", "measuring"], phases
+    assert epochs and epochs[-1].endswith(f"{len(epochs)}/{len(epochs)}")
+    train = [(step, total) for phase, step, total, _ in seen if phase in epochs]
+    assert [step for step, _ in train] == list(range(1, 5))
+    assert {total for _, total in train} == {4}
+    measuring = [(step, total) for phase, step, total, _ in seen if phase == "measuring"]
+    assert measuring[0][0] == 0 and measuring[-1][0] == measuring[-1][1] > 0
+    assert [step for step, _ in measuring] == sorted(step for step, _ in measuring)
+    # Once the teacher's pass has been timed there is an estimate, and it falls as the
+    # distillation and the measuring advance.
+    etas = [eta for phase, _, _, eta in seen if phase in epochs or phase == "measuring"]
+    assert all(eta is not None and eta >= 0 for eta in etas)
+    assert etas[-1] < etas[0] and etas[-1] == 0
+
+
+def test_an_export_job_shows_its_progress_and_stops_polling_when_done(
+    trained_round, clients, client, lead, settings
+):
+    from learner.export import export_jobs_run_once
+
+    settings.LABELWISE_DISTILL_MAX_STEPS = 4
+    project, api = trained_round.project, clients["lead"]
+    client.force_login(lead)
+    page_url = f"/p/{project.pk}/learner/rounds/{trained_round.number}/"
+    poll_url = f"{page_url}exports/"
+    queued = api.post(url(project, f"rounds/{trained_round.number}/exports/"),
+                      {"format": "student-int8"}, format="json").json()
+    assert queued["phase"] == "" and queued["eta_seconds"] is None
+
+    # While a job is queued or running, the panel polls itself.
+    page = client.get(page_url).content.decode()
+    assert f'hx-get="{poll_url}"' in page and 'hx-trigger="every 2s"' in page
+    job = ExportJob.objects.get(pk=queued["id"])
+    ExportJob.objects.filter(pk=job.pk).update(
+        status="running", phase="distilling epoch 1/2", step=3, total_steps=8,
+        eta_seconds=75)
+    panel = client.get(poll_url, HTTP_HX_REQUEST="true")
+    assert panel.status_code == 200
+    text = panel.content.decode()
+    assert "distilling epoch 1/2" in text and "step 3 of 8" in text
+    assert "1 min 15 s left" in text and "<html" not in text
+    body = api.get(url(project, f"exports/{job.pk}/")).json()
+    assert (body["phase"], body["step"], body["total_steps"], body["percent"],
+            body["eta_seconds"]) == ("distilling epoch 1/2", 3, 8, 37.5, 75)
+
+    # The worker runs it for real: every phase is recorded with its seconds, and the row
+    # ends at "done".
+    ExportJob.objects.filter(pk=job.pk).update(status="queued", phase="", step=0,
+                                               total_steps=0, eta_seconds=None)
+    assert export_jobs_run_once(worker="test") is True
+    job.refresh_from_db()
+    assert job.status == "done", job.error
+    assert job.phase == "done" and job.step == job.total_steps > 0 and job.eta_seconds is None
+    names = [p["phase"] for p in job.phases]
+    assert names[0] == "distilling: the teacher's labels"
+    assert any(name.startswith("distilling epoch") for name in names)
+    assert names[-3:] == ["exporting", "quantizing", "measuring"]
+    assert all(p["seconds"] >= 0 for p in job.phases)
+    body = api.get(url(project, f"exports/{job.pk}/")).json()
+    assert body["phase"] == "done" and body["phases"] == job.phases
+
+    # Done: the poll is answered 286 (htmx stops) with the finished row; the page no
+    # longer polls.
+    panel = client.get(poll_url, HTTP_HX_REQUEST="true")
+    assert panel.status_code == 286 and "Download zip" in panel.content.decode()
+    page = client.get(page_url).content.decode()
+    assert f'hx-get="{poll_url}"' not in page
+    assert "measuring" in page  # the phases it took, with their seconds
+
+
+def test_the_export_panel_is_the_round_watchers_only(done_round, client, stranger, annotator,
+                                                     viewer):
+    project = done_round.project
+    poll_url = f"/p/{project.pk}/learner/rounds/{done_round.number}/exports/"
+    client.force_login(stranger)
+    assert client.get(poll_url).status_code == 404
+    client.force_login(annotator)
+    assert client.get(poll_url).status_code == 403
+    client.force_login(viewer)
+    assert client.get(poll_url).status_code == 286
