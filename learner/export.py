@@ -584,11 +584,13 @@ def export_build(round: Round, fmt: str, out_zip: Path, *,
     out_zip.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="export-", dir=out_zip.parent))
     try:
-        folder = work / out_zip.stem
+        # The zip's folder has a parent of its own, so whatever the zip is called it
+        # cannot meet the student's PyTorch weights (or the archive) in `work`.
+        folder = work / "export" / out_zip.stem
         # What is exported: the round's model, or a student distilled from it.
         source, distillation = artifact, None
         if fmt == ExportJob.Format.STUDENT_INT8:
-            source = work / "student"
+            source = work / "distilled"
             distillation = _distil(round, artifact, source, report)
         report("exporting", 0, 1)
         meta = write_setfit_folder(source, folder)
@@ -647,8 +649,8 @@ def export_build(round: Round, fmt: str, out_zip: Path, *,
         card = model_card(round, meta, fmt=fmt, files=files, onnx=onnx_figures)
         card["measured"] = metrics
         _write_card(folder, card)
-        archive = shutil.make_archive(str(work / out_zip.stem), "zip", root_dir=work,
-                                      base_dir=folder.name)
+        archive = shutil.make_archive(str(work / out_zip.stem), "zip",
+                                      root_dir=folder.parent, base_dir=folder.name)
         Path(archive).replace(out_zip)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -169,3 +169,19 @@ def test_the_export_panel_is_the_round_watchers_only(done_round, client, strange
     assert client.get(poll_url).status_code == 403
     client.force_login(viewer)
     assert client.get(poll_url).status_code == 286
+
+
+def test_a_student_export_may_be_named_student(trained_round, settings, tmp_path):
+    """The zip's stem names the folder inside it; a stem of "student" once collided with
+    the folder the student was distilled into."""
+    import zipfile
+
+    from learner.export import export_build
+
+    settings.LABELWISE_DISTILL_MAX_STEPS = 2
+    export_build(trained_round, "student-int8", tmp_path / "student.zip")
+    with zipfile.ZipFile(tmp_path / "student.zip") as archive:
+        names = archive.namelist()
+    assert "student/model_quantized.onnx" in names
+    assert not any(name.startswith("student/student/") for name in names)
+    assert not list(tmp_path.glob("export-*"))  # the working folder is gone
