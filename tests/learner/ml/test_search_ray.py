@@ -36,6 +36,7 @@ def ray_cluster() -> Iterator[None]:
     shutil.rmtree(temp, ignore_errors=True)
 
 
+@pytest.mark.slow  # about 75 s on 2 busy cores: Ray starts a worker per trial, each imports torch
 def test_ray_tune_runs_the_trials_and_the_best_is_fitted(
     ray_cluster: None, tiny_model_dir: Path, toy_texts: tuple[list[str], list[int]]
 ) -> None:
