@@ -179,3 +179,21 @@ def test_search_settings_are_checked() -> None:
         Dimension("not_a_field", 0, 1)
     with pytest.raises(ValueError):
         Dimension("learning_rate", 0.0, 1.0, log=True)
+
+
+def test_a_multi_label_search_scores_micro_f1_and_tunes_thresholds(
+    tiny_config: TrainConfig, toy_texts: Toy
+) -> None:
+    texts, labels = toy_texts
+    Y = np.eye(3, dtype=np.int64)[labels]
+    Y[::4, 1] = 1  # every 4th text carries a second label
+    config = TrainConfig(**{**tiny_config.to_dict(), "multi_label": True, "ladder": ("full",)})
+    search = HyperparameterSearch(
+        config, LABELS, rung="full", space=tiny_space(),
+        search=SearchConfig(trials=2, folds=2, budget_seconds=None),
+    ).fit(texts, Y)
+    clf = search.classifier_
+    assert clf.thresholds_ is not None and clf.thresholds_.shape == (3,)
+    predicted = clf.predict(texts[:6])
+    assert predicted.shape == (6, 3) and set(np.unique(predicted)) <= {0, 1}
+    assert all(0.0 <= s <= 1.0 for t in search.trials_ for s in t.fold_scores)
