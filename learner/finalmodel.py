@@ -55,10 +55,7 @@ def final_model_request(*, round: Round, trials: int = FINAL_TRIALS,
     if not FINAL_MIN_BUDGET_MINUTES <= budget_minutes <= FINAL_MAX_BUDGET_MINUTES:
         raise FinalModelRefused(f"The time budget must be between {FINAL_MIN_BUDGET_MINUTES} "
                                 f"and {FINAL_MAX_BUDGET_MINUTES} minutes.")
-    train = (round.config or {}).get("train")
-    if (round.status != Round.Status.DONE or not isinstance(train, dict)
-            or round.trigger in (Round.Trigger.COLD_START, Round.Trigger.ADAPT)
-            or not (round.fit or {}).get("rung")):
+    if not final_model_allowed(round):
         raise FinalModelRefused(f"Round {round.number} did not finish training a classifier; "
                                 "a final model starts from one that did.")
     return round_request(
@@ -66,11 +63,20 @@ def final_model_request(*, round: Round, trials: int = FINAL_TRIALS,
         extra={
             # The source round's configuration, not today's settings: the search tunes
             # the model that round made.
-            "train": train,
+            "train": round.config["train"],
             "final": {"source_round": round.number, "source_rung": round.fit["rung"],
                       "trials": trials, "budget_seconds": budget_minutes * 60,
                       "folds": FINAL_FOLDS},
         })
+
+
+def final_model_allowed(round: Round) -> bool:
+    """Whether a final model can start from ``round``: it finished training a classifier
+    (not a cold start, an adaptation, or a round from before configurations were typed)."""
+    return (round.status == Round.Status.DONE
+            and isinstance((round.config or {}).get("train"), dict)
+            and round.trigger not in (Round.Trigger.COLD_START, Round.Trigger.ADAPT)
+            and bool((round.fit or {}).get("rung")))
 
 
 def search_backend() -> str:

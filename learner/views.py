@@ -33,6 +33,7 @@ from learner.finalmodel import (
     FINAL_MIN_TRIALS,
     FINAL_TRIALS,
     FinalModelRefused,
+    final_model_allowed,
     final_model_request,
 )
 from learner.ml.config import BOUNDS
@@ -429,8 +430,7 @@ def round_detail(request: HttpRequest, pk: int, number: int) -> HttpResponse:
         "timings": _timing_rows(round.timings or {}),
         "ladder": _ladder_rows(round.fit or {}),
         "search": _search_context(round.fit or {}),
-        "can_search": round.status == Round.Status.DONE and bool((round.fit or {}).get("rung"))
-        and round.trigger not in (Round.Trigger.COLD_START, Round.Trigger.ADAPT),
+        "can_search": final_model_allowed(round),
         **FINAL_FORM,
         "calibration": (round.fit or {}).get("calibration") or {},
         "groups": round.groups or {},
