@@ -14,6 +14,14 @@ from rest_framework import serializers
 from annotate.models import Annotation, Document, GuidelineVersion, Label, Project
 from api.authentication import MAX_DAYS
 from api.models import ApiToken
+from learner.finalmodel import (
+    FINAL_BUDGET_MINUTES,
+    FINAL_MAX_BUDGET_MINUTES,
+    FINAL_MAX_TRIALS,
+    FINAL_MIN_BUDGET_MINUTES,
+    FINAL_MIN_TRIALS,
+    FINAL_TRIALS,
+)
 from learner.models import ExportJob, Round
 
 # Ids are 64-bit in the database; a larger number must be a 400/404, never an overflow.
@@ -212,9 +220,28 @@ class RoundSerializer(serializers.ModelSerializer):
 
 
 class RoundDetailSerializer(RoundSerializer):
+    search = serializers.SerializerMethodField(
+        help_text="A final model's hyperparameter search: space, every trial (values, fold "
+                  "scores, mean, pruned, seconds), the pick. Null for other rounds.")
+
     class Meta(RoundSerializer.Meta):
-        fields = [*RoundSerializer.Meta.fields, "config", "metrics", "groups", "timings"]
+        fields = [*RoundSerializer.Meta.fields, "config", "metrics", "groups", "timings",
+                  "search"]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.DictField(allow_null=True))
+    def get_search(self, round: Any) -> dict[str, Any] | None:
+        return (round.fit or {}).get("search")
+
+
+class FinalModelRequestSerializer(serializers.Serializer):
+    trials = serializers.IntegerField(
+        default=FINAL_TRIALS, min_value=FINAL_MIN_TRIALS, max_value=FINAL_MAX_TRIALS,
+        help_text="Configurations to try, the round's own included.")
+    budget_minutes = serializers.IntegerField(
+        default=FINAL_BUDGET_MINUTES, min_value=FINAL_MIN_BUDGET_MINUTES,
+        max_value=FINAL_MAX_BUDGET_MINUTES,
+        help_text="No trial starts after this many minutes.")
 
 
 # One text's characters; LABELWISE_PREDICT_MAX_CHARS bounds the request's total.

@@ -47,6 +47,8 @@ urlpatterns = [
     path(project + "rounds/<int:number>/", views.RoundDetailView.as_view(), name="round"),
     path(project + "rounds/<int:number>/cancel/", views.RoundCancelView.as_view(),
          name="round-cancel"),
+    path(project + "rounds/<int:number>/final/", views.RoundFinalModelView.as_view(),
+         name="round-final"),
     path(project + "rounds/<int:number>/exports/", views.RoundExportListView.as_view(),
          name="round-exports"),
     path(project + "exports/<int:job_id>/", views.ExportJobView.as_view(), name="export"),

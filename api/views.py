@@ -48,6 +48,7 @@ from learner import export as model_export
 from learner import inference
 from learner import selectors as learner_selectors
 from learner import services as learner_services
+from learner.finalmodel import FinalModelRefused, final_model_request
 from learner.models import ExportJob, Prediction, Round
 
 WATCHERS = (Membership.Role.LEAD, Membership.Role.REVIEWER, Membership.Role.VIEWER)
@@ -576,6 +577,30 @@ class RoundCancelView(ProjectScoped, APIView):
             raise Conflict(f"Round {number} is {round.status}; only a queued or running "
                            "round can be cancelled.")
         return Response(s.RoundDetailSerializer(learner_services.round_cancel(round=round)).data)
+
+
+class RoundFinalModelView(ProjectScoped, APIView):
+    @extend_schema(summary="Queue a final model searched from a round",
+                   parameters=[PROJECT_ID], request=s.FinalModelRequestSerializer,
+                   responses=responses({202: s.RoundDetailSerializer}),
+                   description="Queues a new round that searches the hyperparameters of the "
+                               "round's model (learning rate, epochs, layer decay, max "
+                               "length), each trial cross-validated on the training labels, "
+                               "and trains the best on all of them; it is then evaluated on "
+                               "the holdout like any round. Poll the returned round; when "
+                               "done its `search` lists the space and every trial. 409 when "
+                               "a round is queued or running or the round has no model.")
+    @transaction.atomic
+    def post(self, request: Request, pk: int, number: int) -> Response:
+        data = s.FinalModelRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        source = learner_selectors.round_get(self.project, number)
+        try:
+            round = final_model_request(round=source, requested_by=request.user,
+                                        **data.validated_data)
+        except FinalModelRefused as exc:
+            raise Conflict(str(exc), code="no_model") from exc
+        return Response(s.RoundDetailSerializer(round).data, status=status.HTTP_202_ACCEPTED)
 
 
 # --- predictions ---------------------------------------------------------------------------

@@ -322,6 +322,8 @@ def model_card(
         "pooling": meta.get("pooling"),
         "ladder": fit.get("ladder"),
         "calibration": fit.get("calibration"),
+        # A final model's hyperparameter search: its space and every trial's score.
+        "search": fit.get("search"),
         "hyperparameters": {key: config[key] for key in keep if key in config},
         "data_fingerprint": round.data_fingerprint or meta.get("data_fingerprint"),
         "n_train": round.n_train,
@@ -440,6 +442,7 @@ def _card_markdown(card: dict[str, Any]) -> str:
     else:
         lines.append("No holdout was reserved, so there are no held-out metrics.")
     lines += _groups_markdown(card.get("groups"))
+    lines += _search_markdown(card.get("search"))
     if card["onnx"]:
         onnx = card["onnx"]
         lines += ["", "## This ONNX file against the PyTorch model (holdout)", ""]
@@ -497,6 +500,39 @@ def _groups_markdown(groups: dict[str, Any] | None) -> list[str]:
                   f"{row['macro_f1_low']:.4f}-{row['macro_f1_high']:.4f} | "
                   f"{'yes' if row['flagged'] else ('too few' if not row['judged'] else 'no')} |"
                   for row in rows]
+    return lines
+
+
+def _search_markdown(search: dict[str, Any] | None) -> list[str]:
+    """A final model's search: the space, then every trial's values and cross-validated
+    score, the pick marked; nothing for an ordinary round."""
+    if not search:
+        return []
+    names = [d["name"] for d in search["space"]]
+    lines = [
+        "", "## Hyperparameter search", "",
+        f"A final model: {search['trials_run']} trials over the {search['rung']} rung, each "
+        f"scored by {search['folds']}-fold cross-validation on the {search['n_labels']} "
+        f"training labels (never the holdout); {search['trials_pruned']} pruned, "
+        f"{search['stopped']}. The pick, trial {search['best']}, was trained on every "
+        "label and calibrated on its out-of-fold predictions.",
+        "", "Search space:", "",
+    ]
+    for d in search["space"]:
+        if "choices" in d:
+            lines.append(f"- {d['name']}: one of {', '.join(str(c) for c in d['choices'])}")
+        else:
+            lines.append(f"- {d['name']}: {d['low']:.3g} to {d['high']:.3g} ({d['kind']})")
+    lines += ["", "| trial | " + " | ".join(names) + " | fold scores | mean | |",
+              "| --- | " + " | ".join("---" for _ in names) + " | --- | --- | --- |"]
+    for t in search["trials"]:
+        values = " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v)
+                            for v in (t["params"].get(n) for n in names))
+        folds = ", ".join(f"{x:.4f}" for x in t["fold_scores"])
+        mean = "pruned" if t["mean"] is None else f"{t['mean']:.4f}"
+        note = "picked" if t["number"] == search["best"] else (
+            "default" if t.get("default") else "")
+        lines.append(f"| {t['number']} | {values} | {folds} | {mean} | {note} |")
     return lines
 
 

@@ -133,6 +133,9 @@ class Round(models.Model):
         COLD_START = "cold_start", "Cold start (no model yet)"
         ADAPT = "adapt", "Domain adaptation (encoder only)"
         DRIFT = "drift", "Drift in production"
+        # A hyperparameter search over a finished round's best rung (learner.finalmodel);
+        # its result is an ordinary round: holdout metrics, predictions, artifact.
+        FINAL = "final", "Final model (hyperparameter search)"
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
 

@@ -37,6 +37,10 @@ from learner.models import LearnerSettings, Prediction, Round
 from learner.refresh import predicted_and_confidence
 
 Progress = Callable[..., None]
+Trainer = Callable[..., TextClassifier]
+"""``train(config, labels, texts, y, *, doc_ids, progress, warm_start) -> TextClassifier``:
+the round's fit. The backend's by default; a final model passes its search
+(learner.finalmodel)."""
 PREDICTION_COLUMNS = ["document_id", "labels", "probs", "confidence", "score"]
 
 
@@ -106,7 +110,8 @@ def artifact_dir(round: Round) -> Path:
     )
 
 
-def run_round(round: Round, progress: Progress) -> dict[str, Any]:
+def run_round(round: Round, progress: Progress, *, train: Trainer | None = None
+              ) -> dict[str, Any]:
     project = round.project
     labels = selectors.labels_of(project)
     names = [label.name for label in labels]
@@ -141,7 +146,7 @@ def run_round(round: Round, progress: Progress) -> dict[str, Any]:
 
     # The backend trains here, or data-parallel on a Ray cluster (LEARNER_BACKEND=ray with
     # LABELWISE_RAY_TRAIN_WORKERS > 1).
-    classifier = get_backend().train(
+    classifier = (train or get_backend().train)(
         config, names, train_texts, y, doc_ids=train_ids, progress=report,
         warm_start=_previous_model(round) if config.warm_start else None,
     )
@@ -321,6 +326,8 @@ def _fit_summary(classifier: TextClassifier) -> dict[str, Any]:
         "n_validation": metrics.get("n_validation"),
         "validation_macro_f1": validation.get("macro_f1"),
         "fit_seconds": metrics.get("fit_seconds"),
+        # A final model's hyperparameter search (learner.ml.search): space, trials, pick.
+        **({"search": metrics["search"]} if metrics.get("search") else {}),
     }
 
 

@@ -131,6 +131,13 @@ def round_latest_done(project: Project) -> Round | None:
                                               ).order_by("-number").first()
 
 
+def round_final_source(project: Project) -> Round | None:
+    """The latest finished round that trained a classifier (not a cold start, which has
+    none): what a final model is searched from."""
+    return (Round.objects.with_models().filter(project=project, status=Round.Status.DONE)
+            .exclude(trigger=Round.Trigger.COLD_START).order_by("-number").first())
+
+
 def round_shown(project: Project, number: int | None) -> Round | None:
     """The done round the dashboard details: the chosen one, else the latest."""
     if number is not None:

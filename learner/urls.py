@@ -15,6 +15,8 @@ urlpatterns = [
          name="round_exports"),
     path("p/<int:pk>/learner/rounds/<int:number>/cancel/", views.round_cancel,
          name="round_cancel"),
+    path("p/<int:pk>/learner/rounds/<int:number>/final/", views.final_model,
+         name="final_model"),
     path("p/<int:pk>/learner/settings/", views.learner_settings, name="settings"),
     path("p/<int:pk>/learner/drift/<int:alert_id>/clear/", views.drift_alert_clear,
          name="drift_clear"),

@@ -25,6 +25,17 @@ from annotate.models import Label, Membership, Project
 from learner import charts, selectors, services
 from learner.adaptation import ADAPT_MAX_STEPS, ADAPT_STEPS, adaptation_request, adapted_encoder
 from learner.base_models import BaseModelUnavailable, base_model_choices
+from learner.finalmodel import (
+    FINAL_BUDGET_MINUTES,
+    FINAL_MAX_BUDGET_MINUTES,
+    FINAL_MAX_TRIALS,
+    FINAL_MIN_BUDGET_MINUTES,
+    FINAL_MIN_TRIALS,
+    FINAL_TRIALS,
+    FinalModelRefused,
+    final_model_allowed,
+    final_model_request,
+)
 from learner.ml.config import BOUNDS
 from learner.ml.strategies import STRATEGIES
 from learner.models import DriftAlert, ExportJob, LearnerSettings, Round
@@ -70,6 +81,9 @@ def _status_context(project: Project, notice: str = "") -> dict:
         "adaptation": adaptation,
         "adaptation_used": adapted_encoder(project, settings) is not None,
         "adapt_steps": ADAPT_STEPS, "adapt_max_steps": ADAPT_MAX_STEPS,
+        # The round a final model would be searched from: the latest that trained one.
+        "final_source": None if active else selectors.round_final_source(project),
+        **FINAL_FORM,
     }
 
 
@@ -323,6 +337,51 @@ def adapt(request: HttpRequest, pk: int) -> HttpResponse:
         level=messages.SUCCESS)
 
 
+# The final-model form's defaults and bounds (learner.finalmodel), for both pages.
+FINAL_FORM = {
+    "final_trials": FINAL_TRIALS, "final_min_trials": FINAL_MIN_TRIALS,
+    "final_max_trials": FINAL_MAX_TRIALS, "final_budget": FINAL_BUDGET_MINUTES,
+    "final_min_budget": FINAL_MIN_BUDGET_MINUTES, "final_max_budget": FINAL_MAX_BUDGET_MINUTES,
+}
+
+
+@project_view(*LEAD)
+@require_POST
+def final_model(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+    """Queues a final model searched from round `number` (learner.finalmodel), with the
+    trials and time budget asked for, within their bounds."""
+    project = request.project  # type: ignore[attr-defined]
+    source = selectors.round_get(project, number)
+    back = "learner:round" if request.POST.get("from") == "round" else ""
+    try:
+        trials = int(request.POST.get("trials", FINAL_TRIALS))
+        budget = int(request.POST.get("budget_minutes", FINAL_BUDGET_MINUTES))
+    except ValueError:
+        trials = budget = 0
+    try:
+        round = final_model_request(round=source, trials=trials, budget_minutes=budget,
+                                    requested_by=request.user)
+    except FinalModelRefused as exc:
+        return _final_answer(request, project, str(exc), messages.ERROR, back, number)
+    except BaseModelUnavailable as exc:
+        return _final_answer(request, project, " ".join(exc.messages), messages.ERROR, back,
+                             number)
+    except services.RoundBusy:
+        return _final_answer(request, project, "A round is already queued or running: "
+                             "search after it.", messages.WARNING, back, number)
+    return _final_answer(
+        request, project, f"Final model queued as round {round.number}: {trials} trials "
+        f"over round {number}'s model, at most {budget} min.", messages.SUCCESS, back, number)
+
+
+def _final_answer(request: HttpRequest, project: Project, notice: str, level: int, back: str,
+                  number: int) -> HttpResponse:
+    if back:
+        messages.add_message(request, level, notice)
+        return redirect(back, pk=project.pk, number=number)
+    return _status_or_redirect(request, project, notice, level=level)
+
+
 @project_view(*LEAD)
 @require_POST
 def round_cancel(request: HttpRequest, pk: int, number: int) -> HttpResponse:
@@ -370,6 +429,9 @@ def round_detail(request: HttpRequest, pk: int, number: int) -> HttpResponse:
         "config": _config_rows(round.config or {}),
         "timings": _timing_rows(round.timings or {}),
         "ladder": _ladder_rows(round.fit or {}),
+        "search": _search_context(round.fit or {}),
+        "can_search": final_model_allowed(round),
+        **FINAL_FORM,
         "calibration": (round.fit or {}).get("calibration") or {},
         "groups": round.groups or {},
         "export_formats": ExportJob.Format.choices,
@@ -467,6 +529,34 @@ def _ladder_rows(fit: dict) -> list[dict]:
          "epochs": c.get("epochs"), "C": c.get("C"), "warm": c.get("warm")}
         for rung, c in (ladder.get("candidates") or {}).items()
     ]
+
+
+def _search_context(fit: dict) -> dict | None:
+    """A final model's search as the round page shows it: the space, one row per trial
+    (its values, fold scores, mean, pruned, seconds, the pick); None for other rounds."""
+    search = fit.get("search")
+    if not search:
+        return None
+    names = [d["name"] for d in search.get("space", [])]
+    trials = [
+        {**t, "values": [_param_text(t["params"].get(name)) for name in names],
+         "picked": t["number"] == search.get("best")}
+        for t in search.get("trials", [])
+    ]
+    space = [
+        {"name": d["name"], "range": ", ".join(str(c) for c in d["choices"]) if "choices" in d
+         else f"{_param_text(d['low'])} to {_param_text(d['high'])} ({d['kind']})"}
+        for d in search.get("space", [])
+    ]
+    return {**search, "names": names, "trial_rows": trials, "space_rows": space,
+            "gain": None if search.get("default_score") is None
+            else round(search["best_score"] - search["default_score"], 4)}
+
+
+def _param_text(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
 
 
 # --- settings ------------------------------------------------------------------------------

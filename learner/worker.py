@@ -38,6 +38,10 @@ def default_runner(round: Round, progress: Callable[..., None]) -> dict:
         from learner.adaptation import run_adaptation
 
         return run_adaptation(round, progress)
+    if round.trigger == Round.Trigger.FINAL:
+        from learner.finalmodel import run_final_model
+
+        return run_final_model(round, progress)
     from learner.pipeline import run_round
 
     return run_round(round, progress)

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('learner', '0008_exportjob_metrics_student'),
+        ('learner', '0009_round_trigger_final'),
     ]
 
     operations = [

@@ -44,6 +44,7 @@ ENDPOINTS: dict[str, list[tuple[str, tuple[str, ...] | None, dict | None]]] = {
     "rounds": [("get", WATCHERS, None), ("post", (LEAD,), None)],
     "round": [("get", WATCHERS, None)],
     "round-cancel": [("post", (LEAD,), None)],
+    "round-final": [("post", (LEAD,), {"trials": 2})],
     "round-exports": [("get", WATCHERS, None), ("post", (LEAD,), {"format": "hf"})],
     "export": [("get", WATCHERS, None)],
     "export-download": [("get", WATCHERS, None)],

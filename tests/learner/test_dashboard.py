@@ -30,10 +30,11 @@ ACCESS = {
     "rounds": WATCHERS,
     "round": WATCHERS,
     "round_cancel": LEAD,
+    "final_model": LEAD,
     "settings": LEAD,
     "drift_clear": LEAD,
 }
-POST_ONLY = {"train", "adapt", "round_cancel", "drift_clear"}
+POST_ONLY = {"train", "adapt", "round_cancel", "final_model", "drift_clear"}
 
 
 @pytest.fixture
