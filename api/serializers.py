@@ -273,7 +273,7 @@ class PredictResponseSerializer(serializers.Serializer):
     round = serializers.IntegerField()
     runtime = serializers.CharField()
     labels = serializers.ListField(child=serializers.CharField())
-    multi_label = serializers.BooleanField()
+    task_type = serializers.ChoiceField(choices=Project.TaskType.choices)
     predictions = PredictionItemSerializer(many=True)
 
 

@@ -623,12 +623,11 @@ class PredictView(ProjectScoped, APIView):
         learner_services.served_predictions_record(
             round=round, labels=result.labels, probabilities=result.probabilities,
             texts=data.validated_data["texts"])
-        multi = self.project.is_multi_label
         return Response({
             "round": round.number,
             "runtime": runtime,
             "labels": result.labels,
-            "multi_label": multi,
+            "task_type": self.project.task_type,
             "predictions": [
                 {"labels": chosen,
                  "probabilities": {name: round_6(p) for name, p in zip(result.labels, row,
