@@ -114,7 +114,7 @@ def mean_defined(values: Iterable[float | None]) -> float | None:
     return sum(defined) / len(defined) if defined else None
 
 
-def multi_label_kappa(
+def per_label_kappa(
     a: Sequence[Iterable[Hashable] | None],
     b: Sequence[Iterable[Hashable] | None],
     labels: Sequence[Hashable],

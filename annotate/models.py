@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import models
 
 from annotate.markup import render_markdown
+from annotate.tasks import AnswerTask, answer_task_for
 
 _WHITESPACE = re.compile(r"\s+")
 
@@ -66,8 +67,9 @@ class Project(models.Model):
         return self.name
 
     @property
-    def is_multi_label(self) -> bool:
-        return self.task_type == self.TaskType.MULTI_LABEL
+    def task(self) -> AnswerTask:
+        """What an answer is in this project and how it votes, imports, exports, renders."""
+        return answer_task_for(self.task_type)
 
 
 class Membership(models.Model):

@@ -413,16 +413,8 @@ def _final_labels(project: Project, document: Document) -> list[int] | None:
     answer; a tie stays open (None) for a lead to adjudicate."""
     if document.n_annotations < project.overlap:
         return None  # not everyone has answered yet: no need to read the answers
-    answers = [
-        tuple(sorted(labels))
-        for labels in document.annotations.order_by("id").values_list("labels", flat=True)
-    ]
-    if len(answers) < project.overlap or not answers:
-        return None
-    ranked = Counter(answers).most_common()
-    if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
-        return None
-    return list(ranked[0][0])
+    answers = list(document.annotations.order_by("id").values_list("labels", flat=True))
+    return project.task.vote(answers, project.overlap)
 
 
 def _check_labels(project: Project, label_ids: list[int]) -> list[int]:
@@ -435,8 +427,9 @@ def _check_labels(project: Project, label_ids: list[int]) -> list[int]:
     if unknown:
         raise ValidationError({"labels": f"Unknown label id(s) for this project: {unknown}."})
     label_ids = sorted(set(label_ids))
-    if not project.is_multi_label and len(label_ids) != 1:
-        raise ValidationError({"labels": "Choose exactly one label."})
+    error = project.task.answer_error(label_ids)
+    if error:
+        raise ValidationError({"labels": error})
     return label_ids
 
 

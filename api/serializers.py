@@ -43,12 +43,16 @@ class ProjectSerializer(serializers.ModelSerializer):
         return self.context.get("roles", {}).get(project.pk)
 
 
+# The task types a project can be created with and a model predicts for: one choice set,
+# so the schema names one enum for it.
+AVAILABLE_TASK_TYPES = [Project.TaskType.SINGLE_LABEL, Project.TaskType.MULTI_LABEL]
+
+
 class ProjectCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")
     task_type = serializers.ChoiceField(
-        choices=[Project.TaskType.SINGLE_LABEL, Project.TaskType.MULTI_LABEL],
-        default=Project.TaskType.SINGLE_LABEL,
+        choices=AVAILABLE_TASK_TYPES, default=Project.TaskType.SINGLE_LABEL,
     )
     overlap = serializers.IntegerField(min_value=1, max_value=10, default=1)
     labels = serializers.ListField(
@@ -318,7 +322,7 @@ class PredictResponseSerializer(serializers.Serializer):
     export = serializers.IntegerField(allow_null=True,
                                       help_text="The export that served them, if one did.")
     labels = serializers.ListField(child=serializers.CharField())
-    multi_label = serializers.BooleanField()
+    task_type = serializers.ChoiceField(choices=AVAILABLE_TASK_TYPES)
     predictions = PredictionItemSerializer(many=True)
 
 

@@ -667,13 +667,12 @@ class PredictView(ProjectScoped, APIView):
         learner_services.served_predictions_record(
             round=round, labels=result.labels, probabilities=result.probabilities,
             texts=texts, recording=learner_selectors.recording_of(recorded), export=export)
-        multi = self.project.is_multi_label
         return Response({
             "round": round.number,
             "runtime": export.format if export is not None else data.validated_data["runtime"],
             "export": export.pk if export is not None else None,
             "labels": result.labels,
-            "multi_label": multi,
+            "task_type": self.project.task_type,
             "predictions": [
                 {"labels": chosen,
                  "probabilities": {name: round_6(p) for name, p in zip(result.labels, row,

@@ -155,7 +155,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from learner.ml.distill import agreement
     from learner.ml.exporting import OnnxTextClassifier
     from learner.ml.serving import ONNX_INT8_FILE, measure_serving, write_onnx
     from learner.ml.train import TextClassifier
@@ -163,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     data = simulate.load_dataset(args.datasets_dir / f"{args.dataset}.jsonl",
                                  **DATASETS[args.dataset])
-    if data.multi_label:
+    if data.task.name != "single_label":
         raise SystemExit(f"{args.dataset} is multi-label: this bench reports macro-F1 of "
                          "single-label models")
     rng = np.random.default_rng(args.seed)
@@ -204,10 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = {}
     for name, model in models.items():
         probs = reference if name == "teacher float" else model.predict_proba(test_texts)
-        f1 = evaluate(data.y[test], probs, data.classes)["macro_f1"]
+        f1 = evaluate(data.y[test], probs, data.classes, task=data.task)["macro_f1"]
         figures = measure_serving(model, test_texts, batches=args.batches,
                                   singles=args.singles, seed=args.seed)
-        rows[name] = (f1, agreement(probs, reference), figures)
+        rows[name] = (f1, data.task.agreement(probs, reference), figures)
 
     print(f"\n{'':15} {'macro-F1':>9} {'agree':>7} {'texts/s@64':>11} {'p50 ms':>8} "
           f"{'size MB':>8}")

@@ -49,7 +49,7 @@ from learner.ml.evaluate import evaluate  # noqa: E402
 
 def macro_f1(data: simulate.Dataset, probs: np.ndarray) -> float:
     truth = data.y[data.test_idx]
-    return float(evaluate(truth, probs, data.classes, multi_label=data.multi_label)["macro_f1"])
+    return float(evaluate(truth, probs, data.classes, task=data.task)["macro_f1"])
 
 
 def run_cell(data: simulate.Dataset, rows: np.ndarray, args: argparse.Namespace, seed: int
@@ -60,7 +60,7 @@ def run_cell(data: simulate.Dataset, rows: np.ndarray, args: argparse.Namespace,
     from learner.ml.search import HyperparameterSearch, SearchConfig, search_rung
     from learner.ml.train import TextClassifier
 
-    config = TrainConfig(max_length=args.max_length, seed=seed, multi_label=data.multi_label,
+    config = TrainConfig(max_length=args.max_length, seed=seed, task_type=data.task.name,
                          model_name_or_path=args.model)
     texts = [data.texts[i] for i in rows]
     doc_ids = [int(i) for i in rows]

@@ -97,7 +97,7 @@ def run_mode(mode: str, data: simulate.Dataset, rows: np.ndarray, args: argparse
     from learner.ml.train import TextClassifier
 
     config = TrainConfig(mode=mode, max_length=args.max_length, seed=seed,  # type: ignore[arg-type]
-                         multi_label=data.multi_label)
+                         task_type=data.task.name)
     if args.config:
         config = replace(config, **json.loads(args.config))
     clf = TextClassifier(config, data.classes).fit(
@@ -160,7 +160,7 @@ def run_setfit(data: simulate.Dataset, rows: np.ndarray, args: argparse.Namespac
 
 
 def measure(data: simulate.Dataset, probs: np.ndarray) -> dict[str, float]:
-    result = evaluate(data.y[data.test_idx], probs, data.classes, multi_label=data.multi_label)
+    result = evaluate(data.y[data.test_idx], probs, data.classes, task=data.task)
     return {"macro_f1": round(result["macro_f1"], 4), "accuracy": round(result["accuracy"], 4),
             "ece": round(result["expected_calibration_error"], 4)}
 

@@ -44,7 +44,9 @@ class SyntheticEncoder:
 
         self.np = np
         self.centres = np.random.default_rng(0).normal(size=(K, DIM))
-        self.config = type("Config", (), {"multi_label": False})()
+        from learner.ml.tasks import SINGLE_LABEL
+
+        self.config = type("Config", (), {"task": SINGLE_LABEL})()
         self.thresholds_ = None
 
     def topic(self, text: str) -> int:

@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> None:
             [r["text"] for r in labelled[:n]], [r["label"] for r in labelled[:n]],
             doc_ids=[str(i) for i in range(n)], warm_start=warm)
         seconds = time.perf_counter() - started
-        f1 = evaluate(truth, clf.predict_proba([r["text"] for r in test]), names)["macro_f1"]
+        f1 = evaluate(truth, clf.predict_proba([r["text"] for r in test]), names,
+                      task=cfg.task)["macro_f1"]
         return clf, seconds, float(f1)
 
     ways = {"cold": config, "warm": replace(config, warm_start=True),

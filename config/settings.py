@@ -243,6 +243,8 @@ SPECTACULAR_SETTINGS = {
         "ExportFormatEnum": "learner.models.ExportJob.Format",
         "ExportStatusEnum": "learner.models.ExportJob.Status",
         "RoundStatusEnum": "learner.models.Round.Status",
+        "TaskTypeEnum": "annotate.models.Project.TaskType",
+        "AvailableTaskTypeEnum": "api.serializers.AVAILABLE_TASK_TYPES",
     },
     # Swagger UI and Redoc from the vendored sidecar package: no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",

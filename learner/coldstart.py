@@ -23,6 +23,7 @@ from learner.base_models import BaseModelUnavailable
 from learner.embeddings import cache_read
 from learner.ml.queue import COLD_START_PICKS
 from learner.ml.strategies import KMeansColdStart
+from learner.ml.tasks import task_for
 from learner.models import LearnerSettings, Round
 
 
@@ -31,12 +32,12 @@ class FrozenEncoder:
     checkpoint defines them, and no probabilities (an (n, 0) array: there is no classifier
     to have any)."""
 
-    def __init__(self, model_name: str | None, *, max_length: int, multi_label: bool) -> None:
+    def __init__(self, model_name: str | None, *, max_length: int, task_type: str) -> None:
         from types import SimpleNamespace
 
         self.model_name = model_name
         self.max_length = max_length
-        self.config = SimpleNamespace(multi_label=multi_label)
+        self.config = SimpleNamespace(task=task_for(task_type))
         self.thresholds_ = None
 
     def proba_and_embed(self, texts: list[str], **_: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -81,9 +82,9 @@ def run_cold_start(round: Round, progress: Callable[..., None]) -> dict[str, Any
     from learner.ml.backends.local import LocalBackend
 
     project = round.project
-    train = pipeline.train_config_for(round, multi_label=project.is_multi_label)
+    train = pipeline.train_config_for(round, task_type=project.task_type)
     encoder = FrozenEncoder(train.model_name_or_path, max_length=train.max_length,
-                            multi_label=project.is_multi_label)
+                            task_type=project.task_type)
     counts = pipeline.score_pool(round, encoder, label_ids=[], progress=progress,
                                  predict=False, backend=LocalBackend())
     round.artifact_path = str(pipeline.artifact_dir(round))

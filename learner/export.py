@@ -58,6 +58,7 @@ from learner.ml.exporting import (
     write_setfit_folder,
 )
 from learner.ml.progress import Phase, RoundEta
+from learner.ml.tasks import Task, task_for, task_of
 from learner.models import ExportJob, Round
 
 log = logging.getLogger(__name__)
@@ -110,19 +111,19 @@ def _artifact(round: Round) -> Path:
 @dataclass(frozen=True)
 class Holdout:
     texts: list[str]
-    targets: Any  # (n,) label indices, or (n, k) 0/1 for multi-label
+    targets: Any  # the task's targets (learner.ml.tasks)
 
 
-def _holdout(round: Round, labels: list[str], multi_label: bool) -> Holdout:
+def _holdout(round: Round, labels: list[str], task: Task) -> Holdout:
     """The project's labelled holdout now, with labels indexed as the model's."""
-    return _labelled(round, labels, multi_label, holdout=True)
+    return _labelled(round, labels, task, holdout=True)
 
 
-def _labelled(round: Round, labels: list[str], multi_label: bool, *, holdout: bool,
+def _labelled(round: Round, labels: list[str], task: Task, *, holdout: bool,
               limit: int | None = None) -> Holdout:
     """The project's labelled documents now, of the holdout or of the pool (at most
     ``limit``, a random sample by the documents' ``rand``), labels indexed as the
-    model's."""
+    model's (as the task's targets)."""
     split = Document.Split.HOLDOUT if holdout else Document.Split.POOL
     names = dict(round.project.labels.values_list("id", "name"))
     index = {name: i for i, name in enumerate(labels)}
@@ -134,16 +135,11 @@ def _labelled(round: Round, labels: list[str], multi_label: bool, *, holdout: bo
         rows = rows.order_by("rand")[:limit]
     for text, final in rows.iterator(chunk_size=2000):
         positions = [index[names[i]] for i in final if names.get(i) in index]
-        if not positions:
+        if not positions or not task.accepts(positions):
             continue
         texts.append(text)
         targets.append(positions)
-    if multi_label:
-        matrix = np.zeros((len(texts), len(labels)), dtype=np.float32)
-        for row, positions in enumerate(targets):
-            matrix[row, positions] = 1.0
-        return Holdout(texts, matrix)
-    return Holdout(texts, np.asarray([p[0] for p in targets], dtype=np.int64))
+    return Holdout(texts, task.targets(targets, len(labels)))
 
 
 def _label_counts(round: Round) -> tuple[dict[str, int], bool]:
@@ -193,7 +189,7 @@ def _distil(round: Round, teacher_folder: Path, out: Path, report: BuildProgress
     teacher = TextClassifier.load(teacher_folder)
     limit = settings.LABELWISE_DISTILL_MAX_POOL
     pool = _pool_texts(round, limit)
-    train = _labelled(round, list(teacher.labels), teacher.config.multi_label,
+    train = _labelled(round, list(teacher.labels), teacher.config.task,
                       holdout=False, limit=limit)
     config = DistillConfig(max_steps=settings.LABELWISE_DISTILL_MAX_STEPS)
     texts = len(pool) + len(train.texts)
@@ -210,14 +206,6 @@ def _distil(round: Round, teacher_folder: Path, out: Path, report: BuildProgress
     return record
 
 
-def _decisions(meta: dict[str, Any]) -> np.ndarray | float | None:
-    """The cut ``agreement`` compares at: None (top label) for single-label."""
-    if not meta.get("multi_label"):
-        return None
-    thresholds = meta.get("thresholds")
-    return 0.5 if thresholds is None else np.asarray(thresholds)
-
-
 def artifact_metrics(
     predictor: Any, meta: dict[str, Any], holdout: Holdout, probs: np.ndarray | None,
     teacher_probs: np.ndarray | None, *, size_bytes: int, timing_texts: list[str],
@@ -228,7 +216,6 @@ def artifact_metrics(
     ``size_bytes`` of the weights, ``texts_per_s`` in batches of ``batch_size`` and
     ``p50_ms`` for one text, timing ``predictor`` on ``timing_texts``
     (``learner.ml.serving.measure_serving``; None without texts)."""
-    from learner.ml.distill import agreement
     from learner.ml.evaluate import evaluate
     from learner.ml.serving import measure_serving
 
@@ -236,12 +223,12 @@ def artifact_metrics(
                                "agreement": None, "size_bytes": int(size_bytes),
                                "texts_per_s": None, "p50_ms": None, "batch_size": None}
     if holdout.texts and probs is not None and teacher_probs is not None:
-        scores = evaluate(holdout.targets, probs, list(meta["labels"]),
-                          multi_label=bool(meta.get("multi_label")),
+        task = task_of(meta)
+        scores = evaluate(holdout.targets, probs, list(meta["labels"]), task=task,
                           thresholds=meta.get("thresholds"))
         figures["macro_f1"] = round(float(scores["macro_f1"]), 4)
-        figures["agreement"] = round(agreement(probs, teacher_probs,
-                                               thresholds=_decisions(meta)), 4)
+        figures["agreement"] = round(task.agreement(probs, teacher_probs,
+                                                    meta.get("thresholds")), 4)
     if timing_texts:
         serving = measure_serving(predictor, timing_texts)
         figures.update(texts_per_s=round(serving.texts_per_second, 1),
@@ -267,17 +254,13 @@ def _compare_on_holdout(
 
     if not holdout.texts or torch_probs is None or onnx_probs is None:
         return {"n": 0, "note": "The project has no labelled holdout; nothing was compared."}
-    labels, multi = list(meta["labels"]), bool(meta.get("multi_label"))
+    labels, task = list(meta["labels"]), task_of(meta)
     thresholds = meta.get("thresholds")
-    torch_metrics = evaluate(holdout.targets, torch_probs, labels, multi_label=multi,
+    torch_metrics = evaluate(holdout.targets, torch_probs, labels, task=task,
                              thresholds=thresholds)
-    onnx_metrics = evaluate(holdout.targets, onnx_probs, labels, multi_label=multi,
+    onnx_metrics = evaluate(holdout.targets, onnx_probs, labels, task=task,
                             thresholds=thresholds)
-    if multi:
-        cut = 0.5 if thresholds is None else np.asarray(thresholds)
-        same = ((torch_probs >= cut) == (onnx_probs >= cut)).all(axis=1)
-    else:
-        same = torch_probs.argmax(axis=1) == onnx_probs.argmax(axis=1)
+    same = task.exact(task.decode(torch_probs, thresholds), task.decode(onnx_probs, thresholds))
     return {
         "n": len(holdout.texts),
         "accuracy_pytorch": round(torch_metrics["accuracy"], 4),
@@ -314,8 +297,8 @@ def model_card(
         "format": fmt,
         "files": files,
         "base_model": base,
-        "task": "multi_label_classification" if meta.get("multi_label")
-        else "single_label_classification",
+        "task": task_of(meta).card_name,
+        "task_type": task_of(meta).name,
         "labels": list(meta["labels"]),
         "thresholds": meta.get("thresholds"),
         "training_mode": meta.get("rung", config.get("mode")),
@@ -359,7 +342,7 @@ def model_card(
 
 
 def _card_markdown(card: dict[str, Any]) -> str:
-    multi = card["task"] == "multi_label_classification"
+    task = task_for(card["task_type"])
     metrics = card["holdout_metrics"] or {}
     rung = {"head": "a linear head on the frozen encoder", "full": "full fine-tuning",
             "lora": "LoRA fine-tuning", "gradual": "gradual unfreezing",
@@ -419,13 +402,8 @@ def _card_markdown(card: dict[str, Any]) -> str:
             "calibrated `logits` and `probabilities` (columns as `labels` in labelwise.json).",
             "",
         ]
-    if multi:
-        lines += [
-            "Multi-label: each column is an independent probability; predict every label "
-            "whose probability reaches its threshold (`thresholds` in model_card.json, tuned "
-            "on held-out labels). SetFit's `predict` cuts at 0.5 instead.",
-            "",
-        ]
+    if task.card_note:
+        lines += [task.card_note, ""]
     lines += [
         "## Labels",
         "",
@@ -653,7 +631,7 @@ def export_build(round: Round, fmt: str, out_zip: Path, *,
             report("measuring", min(measured, measuring), measuring)
 
         report("measuring", 0, measuring)
-        holdout = _holdout(round, list(meta["labels"]), bool(meta.get("multi_label")))
+        holdout = _holdout(round, list(meta["labels"]), task_of(meta))
         teacher = TextClassifier.load(artifact, device="cpu")
         teacher_probs = teacher.predict_proba(holdout.texts) if holdout.texts else None
         scored(holdout.texts)

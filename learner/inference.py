@@ -172,13 +172,8 @@ def predict(
                                                                 runtime)
     probs = model.predict_proba(list(texts))
     if runtime == "pytorch":
-        labels, multi = list(model.labels), model.config.multi_label
-        thresholds = model.thresholds_
+        labels, task, thresholds = list(model.labels), model.config.task, model.thresholds_
     else:
-        labels, multi, thresholds = model.labels, model.multi_label, model.thresholds
-    if multi:
-        cut = thresholds if thresholds is not None else 0.5
-        chosen = [[labels[j] for j in np.flatnonzero(row >= cut)] for row in probs]
-    else:
-        chosen = [[labels[int(j)]] for j in probs.argmax(axis=1)]
+        labels, task, thresholds = model.labels, model.task, model.thresholds
+    chosen = [[labels[j] for j in row] for row in task.predicted_lists(probs, thresholds)]
     return Predicted(labels=labels, predicted=chosen, probabilities=probs)

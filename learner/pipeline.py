@@ -32,6 +32,7 @@ from learner.ml.evaluate import evaluate
 from learner.ml.monitoring import group_metrics, profile_of
 from learner.ml.progress import Phase, RoundEta
 from learner.ml.strategies import DEFAULT_STRATEGY, get_strategy
+from learner.ml.tasks import Task, task_for
 from learner.ml.train import TextClassifier, crossfits, plan_epochs, refits
 from learner.models import LearnerSettings, Prediction, Round
 from learner.refresh import predicted_and_confidence
@@ -48,15 +49,15 @@ class NotEnoughLabels(ValueError):
     """The project's labels cannot train a model yet (too few, or a single class)."""
 
 
-def train_config_for(round: Round, *, multi_label: bool) -> TrainConfig:
+def train_config_for(round: Round, *, task_type: str) -> TrainConfig:
     """The round's typed configuration (stored by round_request); a round queued by an
     earlier version, with loose keys, is read with TrainConfig's defaults for the rest."""
     stored = round.config.get("train")
     if isinstance(stored, dict):
-        return TrainConfig.from_dict({**stored, "multi_label": multi_label})
+        return TrainConfig.from_dict({**stored, "task_type": task_type})
     c = round.config
     return TrainConfig(
-        model_name_or_path=c.get("model_name") or None, multi_label=multi_label,
+        model_name_or_path=c.get("model_name") or None, task_type=task_type,
         max_length=int(c.get("max_length", TrainConfig.max_length)),
         seed=int(c.get("seed", TrainConfig.seed)),
     )
@@ -74,14 +75,10 @@ def _labelled(project_id: int, split: str) -> tuple[list[int], list[str], list[l
     return ids, texts, finals
 
 
-def _targets(finals: list[list[int]], index: dict[int, int], multi_label: bool) -> Any:
-    if multi_label:
-        matrix = np.zeros((len(finals), len(index)), dtype=np.float32)
-        for row, final in enumerate(finals):
-            for label_id in final:
-                matrix[row, index[label_id]] = 1.0
-        return matrix
-    return np.asarray([index[final[0]] for final in finals], dtype=np.int64)
+def _targets(finals: list[list[int]], index: dict[int, int], task: Task) -> np.ndarray:
+    """The task's targets of final answers (Label ids; ``index``: Label id -> column)."""
+    return task.targets([[index[label_id] for label_id in final] for final in finals],
+                        len(index))
 
 
 def _training_side_chunks(
@@ -116,17 +113,17 @@ def run_round(round: Round, progress: Progress, *, train: Trainer | None = None
     labels = selectors.labels_of(project)
     names = [label.name for label in labels]
     index = {label.pk: i for i, label in enumerate(labels)}
-    multi = project.is_multi_label
+    task = task_for(project.task_type)
     timings: dict[str, float] = {}
 
     progress("loading data")
     train_ids, train_texts, train_finals = _labelled(project.pk, Document.Split.POOL)
     hold_ids, hold_texts, hold_finals = _labelled(project.pk, Document.Split.HOLDOUT)
-    y = _targets(train_finals, index, multi)
+    y = _targets(train_finals, index, task)
     if len(train_ids) < 4:
         raise NotEnoughLabels(f"Only {len(train_ids)} labelled documents outside the holdout; "
                               "a round needs at least 4.")
-    if not multi and len(set(y.tolist())) < 2:
+    if not task.learnable(y):
         raise NotEnoughLabels("Every labelled document has the same label; a round needs "
                               "at least two classes.")
     guideline = selectors.guideline_current(project)
@@ -134,7 +131,7 @@ def run_round(round: Round, progress: Progress, *, train: Trainer | None = None
         train_ids, [sorted(names[index[i]] for i in f) for f in train_finals]
     )
 
-    config = train_config_for(round, multi_label=multi)
+    config = train_config_for(round, task_type=task.name)
     started = time.perf_counter()
     pool_total = Document.objects.filter(project_id=project.pk,
                                          split=Document.Split.POOL).count()
@@ -159,19 +156,19 @@ def run_round(round: Round, progress: Progress, *, train: Trainer | None = None
     if hold_ids:
         report("evaluating", 0, len(hold_ids))
         t0 = time.perf_counter()
-        hold_targets = _targets(hold_finals, index, multi)
+        hold_targets = _targets(hold_finals, index, task)
         raw = classifier.logits(hold_texts, report=lambda b, n: report("evaluating", b, n))
         hold_probs = classifier.activate(raw)
         metrics = evaluate(hold_targets, hold_probs, names,
-                           multi_label=multi, thresholds=classifier.thresholds_)
+                           task=task, thresholds=classifier.thresholds_)
         # What the predictions endpoint's traffic is compared with (drift), and the
         # holdout broken down by the lead's metadata fields.
         profile = profile_of(hold_probs, names)
         groups = _group_metrics(round, hold_ids, hold_targets, hold_probs,
-                                thresholds=classifier.thresholds_, multi_label=multi)
+                                thresholds=classifier.thresholds_, task=task)
         # The holdout's calibration error before and after the temperature (the fit's own
         # figures are on the labels it calibrated with, so they flatter).
-        before = ece_of(raw, hold_targets, multi_label=multi,
+        before = ece_of(raw, hold_targets, task=task,
                         thresholds=0.5 if classifier.thresholds_ is None
                         else classifier.thresholds_)
         fit["calibration"].update(
@@ -182,7 +179,7 @@ def run_round(round: Round, progress: Progress, *, train: Trainer | None = None
         # fine-tuned round that does not beat it is a round to question.
         if getattr(classifier, "probe_", None) is not None:
             baseline = evaluate(hold_targets, classifier.probe_proba(hold_texts), names,
-                                multi_label=multi, thresholds=classifier.thresholds_)
+                                task=task, thresholds=classifier.thresholds_)
             fit["baseline"] = {"macro_f1": round_s(baseline["macro_f1"]),
                                "accuracy": round_s(baseline["accuracy"])}
         timings["evaluate_s"] = round_s(time.perf_counter() - t0)
@@ -221,7 +218,7 @@ def run_round(round: Round, progress: Progress, *, train: Trainer | None = None
 
 
 def _group_metrics(round: Round, hold_ids: list[int], truth: Any, probs: np.ndarray, *,
-                   thresholds: Any, multi_label: bool) -> dict[str, Any]:
+                   thresholds: Any, task: Task) -> dict[str, Any]:
     """Holdout metrics per value of each metadata field the lead named as a group
     (round.config["groups"], copied from the settings when the round was requested);
     {} when none is named."""
@@ -235,11 +232,7 @@ def _group_metrics(round: Round, hold_ids: list[int], truth: Any, probs: np.ndar
                 .values_list("id", "meta").iterator(chunk_size=2000))
     values = {field: [(meta.get(doc_id) or {}).get(field) for doc_id in hold_ids]
               for field in fields}
-    if multi_label:
-        pred = probs >= (thresholds if thresholds is not None else 0.5)
-    else:
-        pred = probs.argmax(axis=1)
-    return group_metrics(truth, pred, values, multi_label=multi_label,
+    return group_metrics(truth, task.decode(probs, thresholds), values, task=task,
                          margin=float(asked.get("margin", 0.1)), seed=round.number)
 
 
@@ -262,7 +255,7 @@ def select_after_round(round: Round, classifier: TextClassifier, *, seed: int) -
     if cached is None:
         return []
     project = round.project
-    strategy = selection.strategy_for(project.pk, round, multi_label=project.is_multi_label)
+    strategy = selection.strategy_for(project.pk, round, task=task_for(project.task_type))
     probs_for = selection.stored_probs(round)
     labelled = None
     if "labeled_embeddings" in strategy.requires:
@@ -371,14 +364,14 @@ def score_pool(
     caller ranks its picks ahead of them.
     `backend` overrides LEARNER_BACKEND (the cold start's encoder runs in this process)."""
     score_config = score_config or ScoreConfig()
-    multi = classifier.config.multi_label
-    strategy = get_strategy(round.config.get("strategy", DEFAULT_STRATEGY), multi_label=multi)
+    task = classifier.config.task
+    strategy = get_strategy(round.config.get("strategy", DEFAULT_STRATEGY), task=task)
     if not strategy.requires <= {"probs", "embeddings"}:
         # Strategies that need more than this chunk's own outputs (BALD's dropout samples,
         # CAL's labelled neighbours) fall back to margin scores for the streamed queue.
-        strategy = get_strategy("margin", multi_label=multi)
+        strategy = get_strategy("margin", task=task)
     sign = 1.0 if strategy.higher_is_more_informative else -1.0
-    thresholds = classifier.thresholds_ if classifier.thresholds_ is not None else 0.5
+    thresholds = classifier.thresholds_
     side = Document.objects.filter(project_id=round.project_id, split=Document.Split.POOL)
     # Documents imported while this runs are left for the next round (and the random
     # order): fixing the id range up front fixes the cache's size.
@@ -426,7 +419,7 @@ def score_pool(
             )
         if predict:
             predicted, confidence = predicted_and_confidence(
-                probs, label_ids, multi_label=multi, thresholds=thresholds
+                probs, label_ids, task=task, thresholds=thresholds
             )
         else:
             predicted, confidence = [[] for _ in ids], np.zeros(len(ids))

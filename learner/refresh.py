@@ -30,22 +30,21 @@ from learner.embeddings import cache_read
 from learner.ml.queue import refresh_head
 from learner.ml.refresh import committee_proba, refresh_scores
 from learner.ml.strategies import get_strategy
+from learner.ml.tasks import Task, task_for
 from learner.models import LearnerSettings, Prediction, Round
 from learner.services import training_label_count
 
 log = logging.getLogger("labelwise.learner")
 
 def predicted_and_confidence(
-    probs: np.ndarray, label_ids: list[int], *, multi_label: bool,
-    thresholds: np.ndarray | float = 0.5,
+    probs: np.ndarray, label_ids: list[int], *, task: Task,
+    thresholds: np.ndarray | float | None = None,
 ) -> tuple[list[list[int]], np.ndarray]:
-    """Predicted Label ids per row (sorted) and a confidence in [0, 1] per row: the top
-    probability (single-label), or the mean distance from 0.5 rescaled (multi-label)."""
-    if multi_label:
-        predicted = [sorted(label_ids[j] for j in np.flatnonzero(row >= thresholds))
-                     for row in probs]
-        return predicted, np.abs(probs - 0.5).mean(axis=1) * 2
-    return [[label_ids[int(j)]] for j in probs.argmax(axis=1)], probs.max(axis=1)
+    """Predicted Label ids per row (sorted) and a confidence in [0, 1] per row, as the
+    task decodes them (``Task.predicted_lists``, ``Task.confidence``)."""
+    predicted = [sorted(label_ids[j] for j in row)
+                 for row in task.predicted_lists(probs, thresholds)]
+    return predicted, task.confidence(probs, thresholds)
 
 
 WRITE_BATCH = 2000
@@ -58,18 +57,6 @@ def latest_done_round(project_id: int) -> Round | None:
         Round.objects.with_models().filter(project_id=project_id, status=Round.Status.DONE)
         .order_by("-number").first()
     )
-
-
-def _targets(finals: list[list[int]], label_ids: list[int], multi: bool) -> np.ndarray | list:
-    if not multi:
-        return [final[0] for final in finals]
-    index = {label_id: j for j, label_id in enumerate(label_ids)}
-    matrix = np.zeros((len(finals), len(label_ids)), dtype=np.int64)
-    for i, final in enumerate(finals):
-        for label_id in final:
-            if label_id in index:
-                matrix[i, index[label_id]] = 1
-    return matrix
 
 
 def refresh_project(project: Project, *, timings: dict[str, float] | None = None) -> int:
@@ -90,36 +77,37 @@ def refresh_project(project: Project, *, timings: dict[str, float] | None = None
         return 0
     labels = selectors.labels_of(project)
     label_ids = [label.pk for label in labels]
-    multi = project.is_multi_label
-    known = set(label_ids)
+    task = task_for(project.task_type)
+    index = {label_id: j for j, label_id in enumerate(label_ids)}
 
     labelled = [
-        (doc_id, final)
+        (doc_id, columns)
         for doc_id, final in Document.objects.filter(
             project=project, split=Document.Split.POOL, final_labels__isnull=False
         ).values_list("id", "final_labels").iterator(chunk_size=5000)
-        # A label deleted since, or an empty multi-label answer in a single-label project,
-        # cannot train the head.
-        if (multi or (final and final[0] in known))
+        # Labels deleted since are dropped; an answer the task cannot learn from (a
+        # single-label answer whose label is gone) does not train the head.
+        if task.accepts(columns := [index[i] for i in final if i in index])
     ]
     found, lab_rows = cached.rows_of(np.fromiter((d for d, _ in labelled), dtype=np.int64))
     if len(found) == 0:
         return 0
     x_lab = cached.take(lab_rows)
-    y = _targets([labelled[i][1] for i in found], label_ids, multi)
+    y = task.targets([labelled[i][1] for i in found], len(label_ids))
 
     clock.lap("read_s")
 
     settings = LearnerSettings.objects.filter(project=project).first()
     seed = (settings.seed if settings else 0) + len(found)
-    chosen = selection.strategy_for(project.pk, round, multi_label=multi)
+    chosen = selection.strategy_for(project.pk, round, task=task)
     strategy = chosen
     if "mc_probs" in strategy.requires:
         # Per-document scores from a dropout committee mean nothing for a linear head: the
         # streamed scores use margin; the batch selection below runs BALD on a bootstrap
         # committee of heads.
-        strategy = get_strategy("margin", multi_label=multi)
-    head = refresh_head(x_lab, y, multi_label=multi, classes=label_ids, seed=seed)
+        strategy = get_strategy("margin", task=task)
+    # The head's columns are the label indices, in label_ids order.
+    head = refresh_head(x_lab, y, task=task, classes=range(len(label_ids)), seed=seed)
     clock.lap("fit_s")
     wants_labelled = "labeled_embeddings" in strategy.requires
     sign = 1.0 if strategy.higher_is_more_informative else -1.0
@@ -135,7 +123,7 @@ def refresh_project(project: Project, *, timings: dict[str, float] | None = None
             head, cached.take(pool_rows), strategy,
             labeled_embeddings=x_lab if wants_labelled else None, seed=seed,
         )
-        predicted, confidence = predicted_and_confidence(probs, label_ids, multi_label=multi)
+        predicted, confidence = predicted_and_confidence(probs, label_ids, task=task)
         scores = sign * np.asarray(scores, dtype=np.float64)
         # Rewriting a row costs far more than computing it (PostgreSQL writes a new tuple
         # and its index entries), and one new label moves most scores by a hair: rows whose

@@ -21,6 +21,7 @@ from annotate.models import Document
 from learner.embeddings import EmbeddingCache
 from learner.ml.queue import select_batch
 from learner.ml.strategies import QueryStrategy, get_strategy
+from learner.ml.tasks import Task
 from learner.models import LearnerSettings, Prediction, Round
 
 # The selection looks at a random sample of at most this many open documents: the pool's
@@ -49,10 +50,10 @@ def batch_size(settings: LearnerSettings | None) -> int:
     return max(MIN_BATCH, every or 50)
 
 
-def strategy_for(project_id: int, round: Round, *, multi_label: bool) -> QueryStrategy:
+def strategy_for(project_id: int, round: Round, *, task: Task) -> QueryStrategy:
     settings = LearnerSettings.objects.filter(project_id=project_id).first()
     name = settings.strategy if settings else round.config.get("strategy", "least_confidence")
-    return get_strategy(name, multi_label=multi_label)
+    return get_strategy(name, task=task)
 
 
 def open_candidates(round: Round, *, seed: int) -> np.ndarray:

@@ -380,7 +380,7 @@ class Agreement:
     pairs: list[PairAgreement]
     alpha: float | None  # Krippendorff's alpha (nominal) over documents with >= 2 answers
     documents: int  # documents with >= 2 human answers
-    multi_label: bool
+    note: str  # how to read kappa and alpha for the project's task
 
 
 def _units(project: Project) -> Iterator[list[tuple[int, frozenset[int]]]]:
@@ -406,25 +406,21 @@ def agreement_of(project: Project) -> Agreement:
     """Cohen's kappa for every pair of annotators over the documents both labelled, and
     Krippendorff's alpha (nominal) over all documents with two or more answers.
 
-    Single-label: the value is the one label id. Multi-label: per-label yes/no kappa and
-    alpha, averaged over the labels (see annotate/agreement.py for why). The tables are
-    accumulated while streaming, so memory grows with annotators and labels only.
+    The task names the questions and each answer's value for them (single-label: one
+    question, the label id; multi-label: per-label yes/no, see annotate/agreement.py for
+    why); kappa and alpha are averaged over the questions. The tables are accumulated
+    while streaming, so memory grows with annotators and labels only.
     """
-    multi = project.is_multi_label
+    task = project.task
     label_ids = [label.pk for label in annotate_selectors.labels_of(project)]
-    # (a, b) -> per question: Counter of (value_a, value_b). One question ("which label")
-    # for single-label projects, one per label for multi-label.
+    # (a, b) -> per question: Counter of (value_a, value_b).
     tables: dict[tuple[int, int], dict[object, Counter]] = {}
     same: Counter = Counter()
     shared: Counter = Counter()
     coincidences: dict[object, Counter] = {}
-    questions: list[object] = list(label_ids) if multi else ["label"]
+    questions = task.agreement_questions(label_ids)
     documents = 0
-
-    def value(labels: frozenset[int], question: object) -> object:
-        if multi:
-            return question in labels
-        return next(iter(labels)) if len(labels) == 1 else None
+    value = task.agreement_value
 
     for answers in _units(project):
         documents += 1
@@ -461,7 +457,7 @@ def agreement_of(project: Project) -> Agreement:
     alpha = agreement.mean_defined(
         agreement.alpha_from_coincidences(m) for m in coincidences.values()
     )
-    return Agreement(pairs=pairs, alpha=alpha, documents=documents, multi_label=multi)
+    return Agreement(pairs=pairs, alpha=alpha, documents=documents, note=task.agreement_note)
 
 
 # Agreement streams every overlapping annotation; on a large project that is worth a short

@@ -76,7 +76,7 @@ def round_request(
                 requested_by=requested_by,
                 config={
                     # Everything the fit reads, typed (learner.ml.config.TrainConfig).
-                    "train": train_config_of(settings, multi_label=project.is_multi_label,
+                    "train": train_config_of(settings, task_type=project.task_type,
                                              encoder=adapted_encoder(project, settings)
                                              ).to_dict(),
                     "strategy": settings.strategy,
@@ -93,7 +93,7 @@ def round_request(
         raise RoundBusy(f"{project} already has a queued or running round.") from exc
 
 
-def train_config_of(settings: LearnerSettings, *, multi_label: bool,
+def train_config_of(settings: LearnerSettings, *, task_type: str,
                     encoder: str | None = None) -> TrainConfig:
     """The lead's learner settings as the typed configuration a round trains with; what the
     settings do not name keeps TrainConfig's default. `encoder` (an adapted encoder's
@@ -103,7 +103,7 @@ def train_config_of(settings: LearnerSettings, *, multi_label: bool,
     return TrainConfig(
         model_name_or_path=encoder or base,
         mode=settings.mode,  # type: ignore[arg-type]
-        multi_label=multi_label,
+        task_type=task_type,
         max_length=settings.max_length,
         epochs=settings.epochs or None,
         learning_rate=settings.learning_rate,

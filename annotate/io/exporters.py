@@ -149,12 +149,6 @@ def _with_answers(
     return chunk
 
 
-def _label_value(labels: list[str] | None, multi_label: bool) -> str | list[str] | None:
-    if multi_label:
-        return labels
-    return labels[0] if labels else None
-
-
 def export_jsonl(
     project: Project, *, labelled_only: bool = True, include_annotators: bool = True
 ) -> Iterator[str]:
@@ -168,13 +162,13 @@ def export_jsonl(
      "annotator_guideline_versions" {username: version or null}; an imported label is
      not an annotator's answer and appears in neither}
     """
-    multi = project.is_multi_label
+    task = project.task
     for row in export_rows(project, labelled_only=labelled_only):
         record: dict[str, Any] = {
             "id": row.id,
             "external_id": row.external_id,
             "text": row.text,
-            "label": _label_value(row.labels, multi),
+            "label": task.export_value(row.labels),
             "split": row.split,
             "guideline_versions": row.guideline_versions,
             "imported": row.imported is not None,
@@ -183,7 +177,7 @@ def export_jsonl(
         }
         if include_annotators:
             record["annotators"] = {
-                user: _label_value(a.labels, multi) for user, a in row.answers.items()
+                user: task.export_value(a.labels) for user, a in row.answers.items()
             }
             record["annotator_guideline_versions"] = {
                 user: a.guideline_version for user, a in row.answers.items()
@@ -350,7 +344,7 @@ def hf_meta_columns(project: Project, *, labelled_only: bool) -> HfMetaColumns:
 
 
 def _hf_features(project: Project, include_annotators: bool, meta: HfMetaColumns) -> Any:
-    from datasets import ClassLabel, Features, List, Value
+    from datasets import Features, List, Value
 
     names = list(project.labels.values_list("name", flat=True))
     columns: dict[str, Any] = {
@@ -358,10 +352,8 @@ def _hf_features(project: Project, include_annotators: bool, meta: HfMetaColumns
         "external_id": Value("string"),
         "text": Value("string"),
     }
-    if project.is_multi_label:
-        columns["labels"] = List(ClassLabel(names=names))
-    else:
-        columns["label"] = ClassLabel(names=names)
+    column, feature = project.task.hf_column(names)
+    columns[column] = feature
     columns |= {
         "guideline_versions": List(Value("int64")),
         "imported_from": Value("string"),
@@ -385,15 +377,11 @@ def _hf_examples(
     meta: HfMetaColumns,
 ) -> Iterator[dict[str, Any]]:
     project = Project.objects.get(pk=project_id)
-    multi = project.is_multi_label
+    column, _ = project.task.hf_column([])
     index = {name: i for i, name in enumerate(project.labels.values_list("name", flat=True))}
     for row in export_rows(project, labelled_only=labelled_only, split=split):
         example: dict[str, Any] = {"id": row.id, "external_id": row.external_id, "text": row.text}
-        if multi:
-            example["labels"] = [index[name] for name in row.labels or [] if name in index]
-        else:
-            # ClassLabel's "no label" value, for unlabelled documents in an all-rows export.
-            example["label"] = index.get(row.labels[0], -1) if row.labels else -1
+        example[column] = project.task.hf_value(row.labels, index)
         example |= {
             "guideline_versions": row.guideline_versions,
             "imported_from": row.imported_from,

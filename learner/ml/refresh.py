@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from learner.ml.strategies import QueryStrategy, one_blas_thread
+from learner.ml.tasks import SINGLE_LABEL, Task
 
 _EPS = 1e-12
 
@@ -35,7 +36,9 @@ def _prepare(x: np.ndarray, normalize: bool) -> np.ndarray:
 
 
 class EmbeddingHead:
-    """Logistic regression on embeddings; one-vs-rest for multi-label.
+    """Logistic regression on embeddings, fitted as the task fits it
+    (``Task.fit_embedding_head``): one softmax model for single-label, one-vs-rest for
+    multi-label.
 
     ``fit(X, y)``: ``X`` is (n, h). Single-label ``y`` is a length-n sequence of class
     labels; multi-label ``y`` is an (n, k) 0/1 indicator matrix. Pass ``classes`` (all
@@ -50,12 +53,21 @@ class EmbeddingHead:
     signal.
     """
 
+    # Learned by fit (``Task.fit_embedding_head``): the column order, the smoothed label
+    # frequency (the prediction while nothing discriminates), the fitted sklearn models
+    # (None where a label has nothing to learn) and, single-label, the columns they cover.
+    classes_: np.ndarray
+    n_features_in_: int
+    prior_: np.ndarray
+    models_: list[Any]
+    columns_: np.ndarray
+
     def __init__(
         self,
         *,
         C: float = 1.0,
         class_weight: Literal["balanced"] | None = "balanced",
-        multi_label: bool = False,
+        task: Task = SINGLE_LABEL,
         classes: Sequence[Any] | None = None,
         normalize: bool = True,
         max_iter: int = 500,
@@ -63,7 +75,7 @@ class EmbeddingHead:
     ) -> None:
         self.C = C
         self.class_weight = class_weight
-        self.multi_label = multi_label
+        self.task = task
         self.classes = classes
         self.normalize = normalize
         self.max_iter = max_iter
@@ -73,7 +85,7 @@ class EmbeddingHead:
         return {
             "C": self.C,
             "class_weight": self.class_weight,
-            "multi_label": self.multi_label,
+            "task": self.task,
             "classes": self.classes,
             "normalize": self.normalize,
             "max_iter": self.max_iter,
@@ -95,85 +107,26 @@ class EmbeddingHead:
             return self._fit(X, y)
 
     def _fit(self, X: np.ndarray, y: Sequence[Any] | np.ndarray) -> EmbeddingHead:
-        x = _prepare(X, self.normalize)
-        if self.multi_label:
-            return self._fit_multi(x, np.asarray(y))
-        y_arr = np.asarray(list(y), dtype=object)
-        if len(y_arr) != len(x):
-            raise ValueError(f"{len(x)} embeddings but {len(y_arr)} labels")
-        seen = list(dict.fromkeys(y_arr.tolist()))  # first-seen order
-        if self.classes is not None:
-            classes = list(self.classes)
-            unknown = [c for c in seen if c not in classes]
-            if unknown:
-                raise ValueError(f"labels {unknown} are not in classes {classes}")
-        else:
-            classes = sorted(seen, key=str)
-        self.classes_ = np.array(classes, dtype=object)
-        self.n_features_in_ = x.shape[1]
-        counts = np.array([(y_arr == c).sum() for c in classes], dtype=np.float64)
-        # Add-one smoothing: the constant used when there is nothing to discriminate.
-        self.prior_ = (counts + 1.0) / (counts.sum() + len(classes))
-        self.model_: Any = None
-        self.columns_: np.ndarray = np.array([], dtype=np.int64)
-        if len(seen) >= 2:
-            index = {c: i for i, c in enumerate(classes)}
-            codes = np.array([index[c] for c in y_arr.tolist()], dtype=np.int64)
-            self.model_ = self._new_lr().fit(x, codes)
-            self.columns_ = np.asarray(self.model_.classes_, dtype=np.int64)
-        return self
-
-    def _fit_multi(self, x: np.ndarray, y: np.ndarray) -> EmbeddingHead:
-        if y.ndim != 2 or len(y) != len(x):
-            raise ValueError(f"multi-label y must be (n, k) for n={len(x)}, got {y.shape}")
-        k = y.shape[1]
-        classes = list(self.classes) if self.classes is not None else list(range(k))
-        if len(classes) != k:
-            raise ValueError(f"{k} label columns but {len(classes)} classes")
-        self.classes_ = np.array(classes, dtype=object)
-        self.n_features_in_ = x.shape[1]
-        yb = (y > 0).astype(np.int64)
-        self.prior_ = (yb.sum(axis=0) + 1.0) / (len(yb) + 2.0)
         self.models_: list[Any] = []
-        for j in range(k):
-            col = yb[:, j]
-            # A label always (or never) present so far: keep its smoothed frequency.
-            self.models_.append(self._new_lr().fit(x, col) if 0 < col.sum() < len(col) else None)
+        self.columns_: np.ndarray = np.array([], dtype=np.int64)
+        self.task.fit_embedding_head(self, _prepare(X, self.normalize), y)
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """(n, k) probabilities, columns in ``classes_`` order.
-
-        Single-label rows sum to 1; multi-label columns are independent probabilities.
-        """
+        """(n, k) probabilities, columns in ``classes_`` order (the task's activation:
+        single-label rows sum to 1, multi-label columns are independent)."""
         if not hasattr(self, "classes_"):
             raise RuntimeError("EmbeddingHead is not fitted yet: call fit() first")
         with one_blas_thread():
             return self._predict_proba(X)
 
     def _predict_proba(self, X: np.ndarray) -> np.ndarray:
-        x = _prepare(X, self.normalize)
-        n, k = len(x), len(self.classes_)
-        if self.multi_label:
-            out = np.tile(self.prior_, (n, 1))
-            for j, model in enumerate(self.models_):
-                if model is not None:
-                    out[:, j] = model.predict_proba(x)[:, 1]
-            return out
-        if self.model_ is None:
-            return np.tile(self.prior_, (n, 1))
-        out = np.zeros((n, k))
-        # Classes with no labeled example yet get probability 0, as a softmax over the
-        # seen classes would give them.
-        out[:, self.columns_] = self.model_.predict_proba(x)
-        return out
+        return self.task.embedding_head_proba(self, _prepare(X, self.normalize))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """Class labels (single-label) or an (n, k) 0/1 matrix at 0.5 (multi-label)."""
-        p = self.predict_proba(X)
-        if self.multi_label:
-            return (p >= 0.5).astype(np.int64)
-        return self.classes_[p.argmax(axis=1)]
+        """The task's predictions: class labels (single-label) or an (n, k) 0/1 matrix
+        at 0.5 (multi-label)."""
+        return self.task.embedding_head_predict(self, self.predict_proba(X))
 
 
 def committee_proba(
@@ -191,7 +144,7 @@ def committee_proba(
     bootstrap committee gives BALD the same kind of disagreement signal.
     """
     rng = np.random.default_rng(seed)
-    y_arr = np.asarray(y_train) if head.multi_label else np.asarray(list(y_train), dtype=object)
+    y_arr = head.task.label_array(y_train)
     params = head.get_params()
     if params["classes"] is None and hasattr(head, "classes_"):
         params["classes"] = list(head.classes_)

@@ -263,7 +263,7 @@ class _Objective:
             # validation rows would let them shape the model they then score.
             init = fit_linear_head(
                 self.frozen(cfg.max_length)[rows], self.targets[rows], n_labels=k,
-                labels=self.labels, multi_label=cfg.multi_label,
+                labels=self.labels, task=cfg.task,
                 class_weighting=cfg.class_weighting, C=LP_INIT_MAX_C, seed=cfg.seed,
                 out_of_fold=False)
             _set_head(model, init.weight, init.bias)
@@ -291,7 +291,7 @@ class _Objective:
             if oof is not None:
                 oof[val_rows] = logits
             score, _ = score_logits(self.targets[val_rows], logits, self.labels,
-                                    multi_label=cfg.multi_label)
+                                    task=cfg.task)
             yield score, len(val_rows)
 
 
@@ -454,7 +454,7 @@ class HyperparameterSearch:
         report("final fit", 0, 0)
         frozen = objective.frozen(cfg.max_length)
         probe = fit_linear_head(frozen, targets, n_labels=len(self.labels), labels=self.labels,
-                                multi_label=cfg.multi_label,
+                                task=cfg.task,
                                 class_weighting=cfg.class_weighting, C=cfg.head_c,
                                 seed=cfg.seed)
         model = objective.train(

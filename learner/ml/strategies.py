@@ -25,13 +25,15 @@ T = stochastic forward passes, m = labeled documents):
 - ``labeled_embeddings`` (m, h) and ``labeled_probs`` (m, k): the model's view of the
   already-labeled documents (used by CAL).
 
-Multi-label: each label's sigmoid ``p`` is treated as the binary distribution
-``[1 - p, p]``; the per-label uncertainty (least confidence, margin, entropy, mutual
-information, KL divergence) is computed on that and averaged over labels. The mean (not
-the max) keeps a single borderline label from dominating and matches how macro-F1, the
-metric we report, weights labels. BADGE uses the binary-cross-entropy gradient
-``p - 1[p > 0.5]`` per label, which is the natural multi-label analogue of its
-``p - onehot(argmax p)``.
+The task (``learner.ml.tasks``) says what the probabilities mean: its
+``uncertainty_inputs`` turn ``probs`` into one categorical distribution per question
+(single-label: the softmax row; multi-label: each label's sigmoid ``p`` as the binary
+distribution ``[1 - p, p]``). The uncertainty (least confidence, margin, entropy, mutual
+information, KL divergence) is computed per question and averaged over the questions.
+The mean (not the max) keeps a single borderline label from dominating and matches how
+macro-F1, the metric we report, weights labels. BADGE takes the task's
+``gradient_factor``: ``p - onehot(argmax p)``, or the binary-cross-entropy gradient
+``p - 1[p > 0.5]`` per label.
 
 Default strategy: :data:`DEFAULT_STRATEGY` (``"least_confidence"``), chosen by
 measurement: fast-mode simulations of all eight strategies on three real datasets
@@ -47,6 +49,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+
+from learner.ml.tasks import SINGLE_LABEL, Task
 
 _EPS = 1e-12
 # Cosine similarity above which the queue's batch selection (and the simulation of it)
@@ -107,12 +111,6 @@ class _Inputs:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _binary(probs: np.ndarray) -> np.ndarray:
-    """(..., k) independent sigmoids -> (..., k, 2) binary distributions [1-p, p]."""
-    p = np.clip(probs, 0.0, 1.0)
-    return np.stack([1.0 - p, p], axis=-1)
 
 
 def _entropy(dist: np.ndarray) -> np.ndarray:
@@ -194,11 +192,11 @@ class QueryStrategy(ABC):
     higher_is_more_informative: ClassVar[bool] = True
     requires: ClassVar[frozenset[str]] = frozenset({"probs"})
 
-    def __init__(self, *, multi_label: bool = False) -> None:
-        self.multi_label = multi_label
+    def __init__(self, *, task: Task = SINGLE_LABEL) -> None:
+        self.task = task
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(multi_label={self.multi_label})"
+        return f"{type(self).__name__}(task={self.task.name!r})"
 
     @abstractmethod
     def scores(
@@ -411,9 +409,7 @@ class LeastConfidence(QueryStrategy):
         rng: np.random.Generator | None = None,
     ) -> np.ndarray:
         p = _require(probs, "probs", self.name)
-        if self.multi_label:
-            return (1.0 - _binary(p).max(axis=-1)).mean(axis=1)
-        return 1.0 - p.max(axis=1)
+        return (1.0 - self.task.uncertainty_inputs(p).max(axis=-1)).mean(axis=1)
 
 
 class MarginSampling(QueryStrategy):
@@ -433,9 +429,7 @@ class MarginSampling(QueryStrategy):
         rng: np.random.Generator | None = None,
     ) -> np.ndarray:
         p = _require(probs, "probs", self.name)
-        if self.multi_label:
-            return _margin(_binary(p)).mean(axis=1)
-        return _margin(p)
+        return _margin(self.task.uncertainty_inputs(p)).mean(axis=1)
 
 
 class EntropySampling(QueryStrategy):
@@ -454,9 +448,7 @@ class EntropySampling(QueryStrategy):
         rng: np.random.Generator | None = None,
     ) -> np.ndarray:
         p = _require(probs, "probs", self.name)
-        if self.multi_label:
-            return _entropy(_binary(p)).mean(axis=1)
-        return _entropy(p)
+        return _entropy(self.task.uncertainty_inputs(p)).mean(axis=1)
 
 
 class BALD(QueryStrategy):
@@ -480,12 +472,9 @@ class BALD(QueryStrategy):
         rng: np.random.Generator | None = None,
     ) -> np.ndarray:
         mc = _require(mc_probs, "mc_probs (T, n, k)", self.name)
-        if self.multi_label:
-            mc = _binary(mc)  # (T, n, k, 2): every label a binary distribution
-            mi = _entropy(mc.mean(axis=0)) - _entropy(mc).mean(axis=0)
-            return np.maximum(mi, 0.0).mean(axis=1)
+        mc = self.task.uncertainty_inputs(mc)  # (T, n, q, c)
         mi = _entropy(mc.mean(axis=0)) - _entropy(mc).mean(axis=0)
-        return np.maximum(mi, 0.0)  # float error can make it -1e-17
+        return np.maximum(mi, 0.0).mean(axis=1)  # float error can make it -1e-17
 
 
 class BADGE(QueryStrategy):
@@ -504,13 +493,7 @@ class BADGE(QueryStrategy):
     def _factors(self, probs: np.ndarray, embeddings: np.ndarray) -> tuple[
         np.ndarray, np.ndarray
     ]:
-        p = np.asarray(probs, dtype=np.float64)
-        if self.multi_label:
-            a = p - (p > 0.5)
-        else:
-            a = p.copy()
-            a[np.arange(len(p)), p.argmax(axis=1)] -= 1.0
-        return a, np.asarray(embeddings, dtype=np.float64)
+        return self.task.gradient_factor(probs), np.asarray(embeddings, dtype=np.float64)
 
     def scores(
         self,
@@ -569,8 +552,8 @@ class ContrastiveKNN(QueryStrategy):
     name = "cal"
     requires = frozenset({"probs", "embeddings", "labeled_embeddings", "labeled_probs"})
 
-    def __init__(self, *, multi_label: bool = False, n_neighbors: int = 10) -> None:
-        super().__init__(multi_label=multi_label)
+    def __init__(self, *, task: Task = SINGLE_LABEL, n_neighbors: int = 10) -> None:
+        super().__init__(task=task)
         self.n_neighbors = n_neighbors
 
     def scores(
@@ -590,18 +573,15 @@ class ContrastiveKNN(QueryStrategy):
         if len(lab_emb) == 0:
             raise ValueError("the 'cal' strategy needs at least one labeled document")
         nn = min(self.n_neighbors, len(lab_emb))
-        if self.multi_label:
-            p, lab_p = _binary(p), _binary(lab_p)  # (n, k, 2)
+        p, lab_p = self.task.uncertainty_inputs(p), self.task.uncertainty_inputs(lab_p)
         out = np.empty(len(p))
         for start in range(0, len(p), 2048):  # chunks keep the (n, m) similarity small
             sim = emb[start:start + 2048] @ lab_emb.T
             idx = np.argpartition(-sim, nn - 1, axis=1)[:, :nn]  # (c, nn)
             q = np.clip(p[start:start + 2048], _EPS, 1.0)[:, None]  # candidate, (c, 1, ...)
-            ref = lab_p[idx]  # (c, nn, k) or (c, nn, k, 2)
+            ref = lab_p[idx]  # (c, nn, q, c)
             kl = (ref * (np.log(np.clip(ref, _EPS, 1.0)) - np.log(q))).sum(axis=-1)
-            if self.multi_label:
-                kl = kl.mean(axis=-1)
-            out[start:start + 2048] = kl.mean(axis=1)
+            out[start:start + 2048] = kl.mean(axis=-1).mean(axis=1)
         return out
 
 
@@ -618,8 +598,8 @@ class KMeansColdStart(QueryStrategy):
     name = "kmeans"
     requires = frozenset({"embeddings"})
 
-    def __init__(self, *, multi_label: bool = False, n_clusters: int | None = None) -> None:
-        super().__init__(multi_label=multi_label)
+    def __init__(self, *, task: Task = SINGLE_LABEL, n_clusters: int | None = None) -> None:
+        super().__init__(task=task)
         self.n_clusters = n_clusters
 
     def _cluster(self, embeddings: np.ndarray, n_clusters: int, rng: np.random.Generator
@@ -707,7 +687,7 @@ bbc_news (0.950)    labels         38       50      50     50     38    38     3
 
 
 def get_strategy(name: str, **settings: Any) -> QueryStrategy:
-    """A strategy instance by registry name, e.g. ``get_strategy("margin", multi_label=True)``."""
+    """A strategy instance by registry name, e.g. ``get_strategy("margin", task=MULTI_LABEL)``."""
     try:
         cls = STRATEGIES[name]
     except KeyError:

@@ -45,19 +45,14 @@ from torch import nn
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from learner.ml.artifact import data_fingerprint, read_meta, text_ids, write_meta
-from learner.ml.calibration import (
-    activate,
-    ece_of,
-    fit_temperature,
-    nll,
-    tune_thresholds,
-)
+from learner.ml.calibration import ece_of, fit_temperature, nll
 from learner.ml.config import RUNGS, TrainConfig
 from learner.ml.encoder import bucketed_batches, default_model_path, pad_batch, pick_device
 from learner.ml.encoder import tokenize as tokenize_texts
 from learner.ml.evaluate import evaluate
 from learner.ml.model import PooledClassifier
 from learner.ml.pooling import Pooling
+from learner.ml.tasks import Task
 
 __all__ = [
     "HEAD_C_GRID",
@@ -68,19 +63,15 @@ __all__ = [
     "TextClassifier",
     "build_loss",
     "build_model",
-    "class_weights",
     "data_fingerprint",
     "fine_tune",
     "fit_linear_head",
     "forward_logits",
     "param_groups",
     "plan_epochs",
-    "pos_weights",
     "score_logits",
     "seed_everything",
-    "target_tensor",
     "train_epoch",
-    "tune_thresholds",
     "validation_split",
 ]
 
@@ -93,9 +84,6 @@ HEAD_C_GRID: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 HEAD_FOLDS = 5
 # The probe's strength as a starting point for fine-tuning is capped here (see _init_head).
 LP_INIT_MAX_C = 1.0
-# The logit given to a class with no labeled example yet: it is never predicted, and no
-# plausible temperature lifts it to a visible probability.
-UNSEEN_CLASS_BIAS = -30.0
 HEAD_FILE = "labelwise_head.safetensors"
 
 _LAYER_RE = re.compile(r"\.layers?\.(\d+)\.")
@@ -109,35 +97,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
-
-
-def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
-    """Balanced single-label weights ``n / (k * count_c)``, float32 (k,).
-
-    Classes absent from ``y`` get 1.0 (no example carries them, so the value is unused).
-    Cross-entropy with ``weight=`` and mean reduction divides by the summed weights, so
-    only the ratios matter.
-    """
-    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=n_classes).astype(np.float64)
-    weights = np.ones(n_classes, dtype=np.float64)
-    present = counts > 0
-    weights[present] = counts.sum() / (n_classes * counts[present])
-    return weights.astype(np.float32)
-
-
-def pos_weights(Y: np.ndarray, max_weight: float = 100.0) -> np.ndarray:
-    """Multi-label BCE ``pos_weight`` per label: ``negatives / positives``, float32 (k,).
-
-    Labels with no positive (or no negative) example get 1.0; the cap keeps one rare
-    label from dominating the loss.
-    """
-    Y = np.asarray(Y, dtype=np.float64)
-    pos = Y.sum(axis=0)
-    neg = len(Y) - pos
-    weights = np.ones(Y.shape[1], dtype=np.float64)
-    ok = (pos > 0) & (neg > 0)
-    weights[ok] = np.minimum(neg[ok] / pos[ok], max_weight)
-    return weights.astype(np.float32)
 
 
 def _unit_hash(seed: int, key: str) -> float:
@@ -346,18 +305,10 @@ def build_model(config: TrainConfig, n_labels: int, *, path: str | None = None
 
 
 def build_loss(config: TrainConfig, train_targets: np.ndarray, n_labels: int) -> nn.Module:
-    """Cross-entropy (single-label) or BCE with logits (multi-label), class-weighted from
-    the training split only: the validation split must not shape the loss it judges."""
-    if config.multi_label:
-        weight = torch.as_tensor(pos_weights(train_targets)) if config.class_weighting else None
-        return nn.BCEWithLogitsLoss(pos_weight=weight)
-    weight = torch.as_tensor(class_weights(train_targets, n_labels)) if (
-        config.class_weighting) else None
-    return nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
-
-
-def target_tensor(targets: np.ndarray, *, multi_label: bool) -> torch.Tensor:
-    return torch.as_tensor(targets, dtype=torch.float32 if multi_label else torch.long)
+    """The task's loss, class-weighted from the training split only: the validation split
+    must not shape the loss it judges."""
+    return config.task.loss(train_targets, n_labels, class_weighting=config.class_weighting,
+                            label_smoothing=config.label_smoothing)
 
 
 def train_epoch(
@@ -440,16 +391,15 @@ def forward_logits(
 
 
 def score_logits(targets: np.ndarray, logits: np.ndarray, labels: Sequence[str], *,
-                 multi_label: bool) -> tuple[float, float]:
-    """(score, loss) of held-out logits: macro-F1 (micro-F1 for multi-label) and NLL.
+                 task: Task) -> tuple[float, float]:
+    """(score, loss) of held-out logits: the task's ``score_key`` (macro-F1 for
+    single-label, micro-F1 for multi-label) and NLL.
 
     Macro-F1 rather than accuracy: on imbalanced labels accuracy rewards ignoring the
     rare classes, which are the ones active learning is trying to find.
     """
-    probs = activate(logits, multi_label=multi_label)
-    result = evaluate(targets, probs, labels, multi_label=multi_label)
-    score = result["micro_f1"] if multi_label else result["macro_f1"]
-    return float(score), nll(logits, targets, multi_label=multi_label)
+    result = evaluate(targets, task.activate(logits), labels, task=task)
+    return float(result[task.score_key]), nll(logits, targets, task=task)
 
 
 # --------------------------------------------------------------------------- linear probe
@@ -474,53 +424,6 @@ class LinearHead:
         return np.asarray(X, dtype=np.float64) @ self.weight.T + self.bias
 
 
-def _lr(C: float, balanced: bool, seed: int) -> Any:
-    from sklearn.linear_model import LogisticRegression
-
-    return LogisticRegression(C=C, class_weight="balanced" if balanced else None,
-                              max_iter=2000, random_state=seed)
-
-
-def _fit_single(X: np.ndarray, y: np.ndarray, k: int, C: float, balanced: bool, seed: int
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Softmax weights (k, d), (k,) of a logistic regression; unseen classes get a zero
-    row and a very low bias."""
-    weight = np.zeros((k, X.shape[1]))
-    bias = np.full(k, UNSEEN_CLASS_BIAS)
-    present = np.unique(y)
-    if len(present) == 1:
-        bias[present[0]] = 0.0
-        return weight, bias
-    lr = _lr(C, balanced, seed).fit(X, y)
-    classes = lr.classes_.astype(np.int64)
-    if len(classes) == 2:
-        # sklearn's binary model is one logit z for the second class; as a softmax over
-        # two classes that is the pair (-z/2, z/2).
-        half_w, half_b = lr.coef_[0] / 2, lr.intercept_[0] / 2
-        weight[classes[0]], bias[classes[0]] = -half_w, -half_b
-        weight[classes[1]], bias[classes[1]] = half_w, half_b
-    else:
-        weight[classes], bias[classes] = lr.coef_, lr.intercept_
-    return weight, bias
-
-
-def _fit_multi(X: np.ndarray, Y: np.ndarray, C: float, balanced: bool, seed: int
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """One binary logistic regression per label; a label always (or never) present so far
-    keeps the log-odds of its smoothed frequency."""
-    k = Y.shape[1]
-    weight, bias = np.zeros((k, X.shape[1])), np.zeros(k)
-    for j in range(k):
-        col = (Y[:, j] > 0.5).astype(np.int64)
-        if 0 < col.sum() < len(col):
-            lr = _lr(C, balanced, seed).fit(X, col)
-            weight[j], bias[j] = lr.coef_[0], lr.intercept_[0]
-        else:
-            p = (col.sum() + 1.0) / (len(col) + 2.0)
-            bias[j] = math.log(p / (1 - p))
-    return weight, bias
-
-
 def _folds(targets: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     from sklearn.model_selection import KFold, StratifiedKFold
 
@@ -541,7 +444,7 @@ def fit_linear_head(
     *,
     n_labels: int,
     labels: Sequence[str],
-    multi_label: bool,
+    task: Task,
     class_weighting: bool = True,
     C: float | None = None,
     seed: int = 0,
@@ -551,7 +454,7 @@ def fit_linear_head(
     """The linear probe on pooled vectors ``X`` (n, d).
 
     ``C`` None: each value of ``HEAD_C_GRID`` is scored by k-fold cross-validation
-    (out-of-fold macro-F1, micro for multi-label; ties within 0.005 go to the lower
+    (out-of-fold ``task.score_key``; ties within 0.005 go to the lower
     out-of-fold NLL) and the best refitted on all rows. With ``out_of_fold`` the
     out-of-fold logits at the chosen C come back too, for calibration. Fewer than 10 rows:
     no cross-validation, C = 1.
@@ -561,12 +464,11 @@ def fit_linear_head(
     X = np.asarray(X, dtype=np.float64)
 
     def fit(rows: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
-        if multi_label:
-            return _fit_multi(X[rows], targets[rows], c, class_weighting, seed)
-        return _fit_single(X[rows], targets[rows], n_labels, c, class_weighting, seed)
+        return task.fit_linear(X[rows], targets[rows], n_labels, C=c,
+                               balanced=class_weighting, seed=seed)
 
     everything = np.arange(len(X))
-    can_cv = len(X) >= 10 and (multi_label or len(np.unique(targets)) >= 2)
+    can_cv = len(X) >= 10 and task.learnable(targets)
     grid = [C] if C is not None else list(HEAD_C_GRID)
     with one_blas_thread():
         if not can_cv or (C is not None and not out_of_fold):
@@ -582,7 +484,7 @@ def fit_linear_head(
                 done += 1
                 if report is not None:
                     report(done, total)
-        scored = {c: score_logits(targets, oof[c], labels, multi_label=multi_label)
+        scored = {c: score_logits(targets, oof[c], labels, task=task)
                   for c in grid}
         top = max(s for s, _ in scored.values())
         best = min((c for c in grid if scored[c][0] >= top - 0.005), key=lambda c: scored[c][1])
@@ -637,7 +539,7 @@ def fine_tune(
     if rung == "lora":
         model.encoder = _with_lora(model.encoder, cfg)  # type: ignore[assignment]
     loss_fn = build_loss(cfg, data.targets[data.train_idx], k).to(device)
-    targets = target_tensor(data.targets, multi_label=cfg.multi_label)
+    targets = cfg.task.tensor(data.targets)
     optimizer = torch.optim.AdamW(param_groups(model, cfg, lora=rung == "lora"))
     epochs, _, total = plan_epochs(len(data.train_idx), cfg, warm=warm)
     # A small validation split's score is noisy: early on it can stall for a few epochs
@@ -652,7 +554,7 @@ def fine_tune(
     def validate() -> tuple[float, float]:
         logits, _ = forward_logits(model, val_ids, pad_id=data.pad_id,
                                    batch_size=cfg.eval_batch_size, features=False)
-        return score_logits(val_targets, logits, labels, multi_label=cfg.multi_label)
+        return score_logits(val_targets, logits, labels, task=cfg.task)
 
     history: list[dict[str, float]] = []
     top = -math.inf
@@ -762,8 +664,7 @@ class TextClassifier:
         cfg, k = self.config, len(self.labels)
         started = time.perf_counter()
         report: ProgressFn = progress or (lambda phase, step, total: None)
-        if len(self.labels) < 2 and not cfg.multi_label:
-            raise ValueError("single-label classification needs at least two labels")
+        cfg.task.check_schema(len(self.labels))
 
         # Seed before the model is built: the new head's init is random.
         seed_everything(cfg.seed)
@@ -797,7 +698,7 @@ class TextClassifier:
         t0 = time.perf_counter()
         probe = fit_linear_head(
             frozen[probe_rows], targets[probe_rows], n_labels=k, labels=self.labels,
-            multi_label=cfg.multi_label, class_weighting=cfg.class_weighting, C=cfg.head_c,
+            task=cfg.task, class_weighting=cfg.class_weighting, C=cfg.head_c,
             seed=cfg.seed, report=lambda step, total: report("head", step, total),
         )
         candidates: dict[str, dict[str, Any]] = {"head": {
@@ -856,14 +757,14 @@ class TextClassifier:
         if keep_candidates:
             self.candidates_ = {
                 rung: self._finished(m, fit_temperature(
-                    val_logits[rung], targets[val_idx], multi_label=cfg.multi_label))
+                    val_logits[rung], targets[val_idx], task=cfg.task))
                 for rung, m in tuned.items() if rung in val_logits}
         if len(probe_rows) < len(targets):
             # The probe was fitted on the training split to be compared; as the model (or
             # as the baseline beside a fine-tuned one) it keeps every label.
             probe = fit_linear_head(
                 frozen, targets, n_labels=k, labels=self.labels,
-                multi_label=cfg.multi_label, class_weighting=cfg.class_weighting,
+                task=cfg.task, class_weighting=cfg.class_weighting,
                 C=probe.C, seed=cfg.seed, out_of_fold=pick == "head",
             )
         self.probe_ = probe
@@ -942,7 +843,7 @@ class TextClassifier:
         probe_oof: np.ndarray = probe.oof_logits
         folds = _folds(targets, cfg.crossfit_folds, cfg.seed)
         head_score, head_loss = score_logits(targets, probe_oof, self.labels,
-                                             multi_label=cfg.multi_label)
+                                             task=cfg.task)
         candidates["head"].update(val_score=round(head_score, 4), val_loss=round(head_loss, 4))
         oof: dict[str, np.ndarray] = {}
         kept: dict[str, list[int]] = {}
@@ -958,7 +859,7 @@ class TextClassifier:
                 if cfg.lp_init:
                     init = fit_linear_head(
                         frozen[train_rows], targets[train_rows], n_labels=k,
-                        labels=self.labels, multi_label=cfg.multi_label,
+                        labels=self.labels, task=cfg.task,
                         class_weighting=cfg.class_weighting, C=min(probe.C, LP_INIT_MAX_C),
                         seed=cfg.seed, out_of_fold=False)
                     _set_head(model, init.weight, init.bias)
@@ -979,7 +880,7 @@ class TextClassifier:
                 histories.setdefault(rung, history)
                 del model
             score, loss = score_logits(targets, oof[rung], self.labels,
-                                       multi_label=cfg.multi_label)
+                                       task=cfg.task)
             candidates[rung] = {"seconds": round(time.perf_counter() - t0, 3), "warm": False,
                                 "epochs": round(float(np.mean(epochs)), 1),
                                 "folds": len(folds), "val_score": round(score, 4),
@@ -1027,7 +928,7 @@ class TextClassifier:
         ids = self._ids(texts)
         _, vectors = forward_logits(base, ids, pad_id=self._pad_id,
                                     batch_size=self.config.eval_batch_size)
-        return activate(self.probe_.logits(vectors), multi_label=self.config.multi_label)
+        return self.config.task.activate(self.probe_.logits(vectors))
 
     def _features(self, model: PooledClassifier, data: FitData, report: ProgressFn
                   ) -> np.ndarray:
@@ -1038,7 +939,7 @@ class TextClassifier:
 
     def _validation(self, logits: np.ndarray, data: FitData) -> dict[str, float]:
         score, loss = score_logits(data.targets[data.val_idx], logits, self.labels,
-                                   multi_label=self.config.multi_label)
+                                   task=self.config.task)
         return {"val_score": round(score, 4), "val_loss": round(loss, 4)}
 
     def _init_head(self, frozen: np.ndarray, data: FitData, probe: LinearHead) -> LinearHead:
@@ -1051,7 +952,7 @@ class TextClassifier:
         cfg = self.config
         return fit_linear_head(
             frozen[data.train_idx], data.targets[data.train_idx], n_labels=len(self.labels),
-            labels=self.labels, multi_label=cfg.multi_label,
+            labels=self.labels, task=cfg.task,
             class_weighting=cfg.class_weighting, C=LP_INIT_MAX_C, seed=cfg.seed,
             out_of_fold=False)
 
@@ -1071,7 +972,7 @@ class TextClassifier:
         vectors = self._features(model, data, report)[data.train_idx]
         warm_probe = fit_linear_head(
             vectors, data.targets[data.train_idx], n_labels=len(self.labels),
-            labels=self.labels, multi_label=self.config.multi_label,
+            labels=self.labels, task=self.config.task,
             class_weighting=self.config.class_weighting, C=min(probe.C, LP_INIT_MAX_C),
             seed=self.config.seed, out_of_fold=False,
         )
@@ -1089,7 +990,7 @@ class TextClassifier:
         if cfg.lp_init and start is None:
             init = probe if probe.C <= LP_INIT_MAX_C else fit_linear_head(
                 frozen, data.targets, n_labels=len(self.labels), labels=self.labels,
-                multi_label=cfg.multi_label, class_weighting=cfg.class_weighting,
+                task=cfg.task, class_weighting=cfg.class_weighting,
                 C=LP_INIT_MAX_C, seed=cfg.seed, out_of_fold=False)
             _set_head(model, init.weight, init.bias)
         fixed = replace(cfg, epochs=None, min_steps=steps, max_steps=steps)
@@ -1102,31 +1003,31 @@ class TextClassifier:
 
     def _calibrate(self, held_logits: np.ndarray | None, held_targets: np.ndarray,
                    report: ProgressFn) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """Fits the temperature (and multi-label thresholds) on held-out logits; returns
+        """Fits the temperature (and the task's thresholds) on held-out logits; returns
         the calibration record and the held-out metrics after it."""
         cfg, k = self.config, len(self.labels)
         calibration: dict[str, Any] = {"temperature": 1.0}
-        self.thresholds_: np.ndarray | None = np.full(k, 0.5) if cfg.multi_label else None
+        self.thresholds_: np.ndarray | None = cfg.task.default_thresholds(k)
         validation: dict[str, Any] | None = None
         if held_logits is not None and len(held_logits):
             report("calibrate", 0, 1)
             temperature = fit_temperature(held_logits, held_targets,
-                                          multi_label=cfg.multi_label) if cfg.calibrate else 1.0
+                                          task=cfg.task) if cfg.calibrate else 1.0
             calibrated = held_logits / temperature
-            if cfg.multi_label:
-                self.thresholds_ = tune_thresholds(held_targets,
-                                                   activate(calibrated, multi_label=True))
+            tuned = cfg.task.fit_thresholds(held_targets, cfg.task.activate(calibrated))
+            if tuned is not None:
+                self.thresholds_ = tuned
             cut = 0.5 if self.thresholds_ is None else self.thresholds_
             calibration.update(
                 temperature=round(temperature, 5), n=int(len(held_logits)),
                 ece_before=round(ece_of(held_logits, held_targets,
-                                        multi_label=cfg.multi_label), 4),
-                ece_after=round(ece_of(calibrated, held_targets, multi_label=cfg.multi_label,
+                                        task=cfg.task), 4),
+                ece_after=round(ece_of(calibrated, held_targets, task=cfg.task,
                                        thresholds=cut), 4),
             )
             self.model_.temperature.fill_(temperature)
-            validation = evaluate(held_targets, activate(calibrated, multi_label=cfg.multi_label),
-                                  self.labels, multi_label=cfg.multi_label,
+            validation = evaluate(held_targets, cfg.task.activate(calibrated),
+                                  self.labels, task=cfg.task,
                                   thresholds=self.thresholds_)
             report("calibrate", 1, 1)
         self.temperature_ = float(self.model_.temperature)
@@ -1156,8 +1057,7 @@ class TextClassifier:
 
     def activate(self, logits: np.ndarray) -> np.ndarray:
         """Calibrated probabilities (float32) from raw logits."""
-        return activate(logits / self.temperature_,
-                        multi_label=self.config.multi_label).astype(np.float32)
+        return self.config.task.activate(logits / self.temperature_).astype(np.float32)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """(n, k) float32, calibrated: softmax rows (single-label) or per-label sigmoids."""
@@ -1192,12 +1092,9 @@ class TextClassifier:
                               report=report)[0]
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
-        """Single-label: (n,) label indices. Multi-label: (n, k) 0/1 via ``thresholds_``."""
-        probs = self.predict_proba(texts)
-        if self.config.multi_label:
-            thresholds = self.thresholds_ if self.thresholds_ is not None else 0.5
-            return (probs >= thresholds).astype(np.int64)
-        return probs.argmax(axis=1)
+        """The task's decoded predictions (``Task.decode``; ``thresholds_`` where it has
+        them): (n,) label indices for single-label, (n, k) 0/1 for multi-label."""
+        return self.config.task.decode(self.predict_proba(texts), self.thresholds_)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """(n, d) float32: the pooled vector the head classifies."""
@@ -1235,24 +1132,19 @@ class TextClassifier:
         return index
 
     def _targets(self, y: Any) -> np.ndarray:
-        """(n,) int64 for single-label; (n, k) float32 indicator matrix for multi-label."""
+        """The task's targets of ``y`` as ``fit`` takes it: per document a label (name or
+        index) or a sequence of them, or an (n, k) 0/1 matrix."""
         k = len(self.labels)
-        if not self.config.multi_label:
-            return np.asarray([self._label_index(v) for v in y], dtype=np.int64)
         if isinstance(y, np.ndarray) and y.ndim == 2:
             if y.shape[1] != k:
                 raise ValueError(f"y has {y.shape[1]} columns for {k} labels")
-            return (y > 0).astype(np.float32)
-        matrix = np.zeros((len(y), k), dtype=np.float32)
-        for row, members in enumerate(y):
-            for value in members:
-                matrix[row, self._label_index(value)] = 1.0
-        return matrix
+            lists = [np.flatnonzero(row > 0).tolist() for row in y]
+        else:
+            lists = [[self._label_index(v) for v in _members(value)] for value in y]
+        return self.config.task.targets(lists, k)
 
-    def _label_names(self, targets: np.ndarray) -> list[Any]:
-        if targets.ndim == 1:
-            return [self.labels[i] for i in targets]
-        return [[self.labels[j] for j in np.flatnonzero(row)] for row in targets]
+    def _label_names(self, targets: np.ndarray) -> list[list[str]]:
+        return [[self.labels[j] for j in row] for row in self.config.task.label_lists(targets)]
 
     # -- artifact -----------------------------------------------------------------
 
@@ -1287,7 +1179,7 @@ class TextClassifier:
         write_meta(out, {
             "labels": self.labels,
             "label2id": {label: i for i, label in enumerate(self.labels)},
-            "multi_label": self.config.multi_label,
+            "task_type": self.config.task_type,
             "config": self.config.to_dict(),
             "pooling": self.pooling_.to_dict(),
             "temperature": self.temperature_,
@@ -1324,6 +1216,13 @@ class TextClassifier:
         clf.data_fingerprint_ = meta["data_fingerprint"]
         clf.classes_ = list(clf.labels)
         return clf
+
+
+def _members(value: Any) -> list[Any]:
+    """One document's labels as a list: a lone name or index is a list of one."""
+    if isinstance(value, str) or np.ndim(value) == 0:
+        return [value]
+    return list(value)
 
 
 def _set_head(model: PooledClassifier, weight: np.ndarray, bias: np.ndarray) -> None:

@@ -67,11 +67,12 @@
     if (typing(event.target) || event.ctrlKey || event.metaKey || event.altKey) return;
     const item = document.getElementById("item");
     if (!item) return;
-    const multi = item.dataset.multi === "1";
+    // The project's task says what a label key does: "toggle" it, or "submit" it at once.
+    const toggles = item.dataset.keys === "toggle";
     const label = labelFor(event.key);
     if (label) {
       event.preventDefault();
-      if (multi) {
+      if (toggles) {
         const box = label.querySelector("input[type=checkbox]");
         box.checked = !box.checked;
         label.setAttribute("aria-pressed", box.checked ? "true" : "false");
@@ -101,7 +102,7 @@
     switch (event.key) {
       case "Enter": {
         const form = document.getElementById("label-form");
-        if (multi && form) {
+        if (toggles && form) {
           event.preventDefault();
           submit(form);
         } else if (form && event.target.tagName !== "BUTTON") {

@@ -58,11 +58,11 @@ def test_cohen_kappa_skips_missing_and_is_none_when_undefined() -> None:
         agreement.cohen_kappa([1], [1, 2])
 
 
-def test_multi_label_kappa_averages_the_per_label_binary_kappas() -> None:
+def test_per_label_kappa_averages_the_per_label_binary_kappas() -> None:
     a = [{1}, {1, 2}, {2}, set()]
     b = [{1}, {1}, {2}, {2}]
     # Label 1: a = [T, T, F, F], b = [T, T, F, F] -> kappa 1.
     # Label 2: a = [F, T, T, F], b = [F, F, T, T] -> p_o = 0.5, p_e = 0.5 -> kappa 0.
-    assert agreement.multi_label_kappa(a, b, labels=[1, 2]) == pytest.approx(0.5)
+    assert agreement.per_label_kappa(a, b, labels=[1, 2]) == pytest.approx(0.5)
     # A label neither coder ever used has no defined kappa and is left out of the mean.
-    assert agreement.multi_label_kappa(a, b, labels=[1, 2, 3]) == pytest.approx(0.5)
+    assert agreement.per_label_kappa(a, b, labels=[1, 2, 3]) == pytest.approx(0.5)

@@ -75,7 +75,7 @@ def test_any_user_creates_a_project_and_becomes_its_lead(client, stranger):
     project = Project.objects.get(name="Reviews")
     assert response.status_code == 302
     assert response["Location"] == url("project", project)
-    assert project.is_multi_label and project.overlap == 2
+    assert project.task_type == "multi_label" and project.overlap == 2
     assert Membership.objects.get(project=project, user=stranger).role == "lead"
     assert list(project.labels.values_list("name", flat=True)) == ["pos", "neg"]
     assert project.guidelines.get().text.startswith("# Guide")

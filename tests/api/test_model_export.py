@@ -61,7 +61,7 @@ def export_and_download(client, project, round, fmt: str, into: Path) -> Path:  
 def test_predictions_come_from_the_rounds_model_and_it_is_loaded_once(trained_round, clients):
     project = trained_round.project
     body = predict(clients["viewer"], project, TEXTS)
-    assert body["round"] == trained_round.number and body["multi_label"] is False
+    assert body["round"] == trained_round.number and body["task_type"] == "single_label"
     model = TextClassifier.load(trained_round.artifact_path)
     expected = model.predict_proba(TEXTS)
     got = np.array([[p["probabilities"][name] for name in body["labels"]]
@@ -188,7 +188,7 @@ def test_multi_label_export_matches_with_the_card_thresholds(
     fill_labelled(project, multi=True)
     round = train_round(project, tiny_model_name)
     api = predict(clients["lead"], project, TEXTS)
-    assert api["multi_label"] is True
+    assert api["task_type"] == "multi_label"
     folder = export_and_download(clients["lead"], project, round, "hf", tmp_path / "hf")
     card = json.loads((folder / "model_card.json").read_text())
     assert card["task"] == "multi_label_classification" and len(card["thresholds"]) == 3

@@ -42,7 +42,7 @@ def test_a_student_export_serves_predictions_as_its_zip_does_in_onnxruntime(
     project = trained_round.project
     body = predict(clients["viewer"], project, TEXTS, export=job.pk)
     assert body["export"] == job.pk and body["runtime"] == "student-int8"
-    assert body["round"] == trained_round.number and body["multi_label"] is False
+    assert body["round"] == trained_round.number and body["task_type"] == "single_label"
 
     expected = onnx_probabilities(folder, TEXTS)
     served = np.array([[p["probabilities"][name] for name in body["labels"]]

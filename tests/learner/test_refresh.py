@@ -13,6 +13,7 @@ from annotate import services as annotate_services
 from annotate.models import Document, Project, text_hash
 from learner import services
 from learner.embeddings import EMBEDDING_IDS_FILE, EMBEDDINGS_FILE
+from learner.ml.tasks import task_for
 from learner.models import LearnerSettings, Prediction, Round
 from learner.pipeline import artifact_dir, score_pool
 from learner.refresh import refresh_due, refresh_project
@@ -33,8 +34,8 @@ class WordCountClassifier:
     linear head can learn topics from them), probabilities are uniform (a model that
     knows nothing yet)."""
 
-    def __init__(self, multi_label: bool = False) -> None:
-        self.config = SimpleNamespace(multi_label=multi_label)
+    def __init__(self, task_type: str = "single_label") -> None:
+        self.config = SimpleNamespace(task=task_for(task_type))
         self.thresholds_ = None
 
     def proba_and_embed(self, texts: list[str], **_: object) -> tuple[np.ndarray, np.ndarray]:

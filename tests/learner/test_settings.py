@@ -42,7 +42,7 @@ def test_the_form_offers_the_bounds_and_train_config_accepts_their_ends(name: st
 
 def test_a_new_projects_settings_train_with_the_default_config(project) -> None:  # type: ignore[no-untyped-def]
     settings = services.learner_settings_for(project)
-    assert services.train_config_of(settings, multi_label=False) == TrainConfig()
+    assert services.train_config_of(settings, task_type="single_label") == TrainConfig()
 
 
 @pytest.mark.parametrize(("name", "value"), [

@@ -306,7 +306,6 @@ def _ddp_train_loop(loop_config: dict[str, Any]) -> None:
         plan_epochs,
         score_logits,
         seed_everything,
-        target_tensor,
         train_epoch,
     )
 
@@ -326,7 +325,7 @@ def _ddp_train_loop(loop_config: dict[str, Any]) -> None:
     model, _ = build_model(cfg, len(labels))
     model.load_state_dict(loop_config["state"])  # the driver's start: the probe's head
     loss_fn = build_loss(cfg, targets[train_idx], len(labels)).to(device)
-    y = target_tensor(targets, multi_label=cfg.multi_label)
+    y = cfg.task.tensor(targets)
     # Groups from the bare model (DDP hides its attributes); DDP keeps the same parameters.
     optimizer = torch.optim.AdamW(param_groups(model, cfg))
     ddp = prepare_model(model)
@@ -350,7 +349,7 @@ def _ddp_train_loop(loop_config: dict[str, Any]) -> None:
     def validate() -> tuple[float, float]:
         logits, _ = forward_logits(model, val_ids, pad_id=pad_id,
                                    batch_size=cfg.eval_batch_size, features=False)
-        return score_logits(targets[val_idx], logits, labels, multi_label=cfg.multi_label)
+        return score_logits(targets[val_idx], logits, labels, task=cfg.task)
 
     def keep_best(score: float, loss: float) -> bool:
         nonlocal best, best_state

@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> SimulationResult:
     )
     log = _printer(args.quiet)
     log(f"{args.data}: {len(data.train_idx)} train / {len(data.test_idx)} holdout, "
-        f"{data.n_classes} {'labels' if data.multi_label else 'classes'}, mode {args.mode}")
+        f"{data.n_classes} labels ({data.task.name}), mode {args.mode}")
     t0 = time.perf_counter()
     emb = cached_embeddings(data.texts, model=args.model, max_length=args.max_length,
                             cache_dir=out / ".cache")
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> SimulationResult:
     log(f"embeddings {emb.shape} in {embed_seconds:.1f} s (cached in {out / '.cache'})")
     random_share = args.random_share if args.random_share is not None else (
         0.1 if args.mode == "loop" else 0.0)
-    config = _train_config(args, data.multi_label)
+    config = _train_config(args, data.task.name)
 
     learner: Learner | None = None
     if args.mode == "fast":
@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> SimulationResult:
             bar.update(1)
 
         for name in args.strategies:
-            strategy = get_strategy(name, multi_label=data.multi_label)
+            strategy = get_strategy(name, task=data.task)
             for seed in args.seeds:
                 if args.mode == "loop":
                     from learner.ml.simulate.loop import LoopSettings, replay
@@ -235,7 +235,7 @@ def run(args: argparse.Namespace) -> SimulationResult:
     settings = {k: v for k, v in vars(args).items() if k != "func"}
     settings.update(points=points, embed_seconds=round(embed_seconds, 2),
                     n_train=len(data.train_idx), n_test=len(data.test_idx),
-                    classes=data.classes, multi_label=data.multi_label,
+                    classes=data.classes, task_type=data.task.name,
                     random_share=random_share, train_config=config.to_dict(),
                     total_seconds=round(time.perf_counter() - t0, 2))
     write_outputs(out, curves, summaries, full_score=full_score, target=target,
@@ -247,10 +247,10 @@ def run(args: argparse.Namespace) -> SimulationResult:
     return SimulationResult(out, curves, summaries, full_score, target, settings)
 
 
-def _train_config(args: argparse.Namespace, multi_label: bool) -> Any:
+def _train_config(args: argparse.Namespace, task_type: str) -> Any:
     from learner.ml.config import TrainConfig
 
-    config = TrainConfig(model_name_or_path=args.model, multi_label=multi_label,
+    config = TrainConfig(model_name_or_path=args.model, task_type=task_type,
                          max_length=args.max_length)
     if args.mode == "full":
         config = replace(config, mode="full")
@@ -283,7 +283,7 @@ def _full_data_score(data: Any, learner: Learner | None, config: Any, out: Path,
         from learner.ml.train import TextClassifier
 
         rows = data.train_idx
-        y = data.y[rows] if data.multi_label else data.y[rows].tolist()
+        y = data.y[rows]
         clf = TextClassifier(replace(config, seed=0), data.classes).fit(
             [data.texts[i] for i in rows], y, doc_ids=[int(i) for i in rows])
         result = score(data, clf.predict_proba([data.texts[i] for i in data.test_idx]))

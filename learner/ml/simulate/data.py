@@ -13,19 +13,21 @@ from typing import Any
 
 import numpy as np
 
+from learner.ml.tasks import MULTI_LABEL, SINGLE_LABEL, Task
+
 
 @dataclass(frozen=True)
 class Dataset:
     """A labeled dataset split into a training pool and a holdout.
 
-    ``y`` holds class indices (n,) for single-label or an (n, k) 0/1 matrix for
-    multi-label, in the order of ``classes``.
+    ``y`` holds the task's targets (``Task.targets``: class indices (n,) for single-label,
+    an (n, k) 0/1 matrix for multi-label), in the order of ``classes``.
     """
 
     texts: list[str]
     y: np.ndarray
     classes: list[str]
-    multi_label: bool
+    task: Task
     train_idx: np.ndarray
     test_idx: np.ndarray
 
@@ -105,23 +107,16 @@ def load_dataset(
         raise ValueError(f"{path} has no rows")
     texts = [str(r[text_field]) for r in rows]
     raw = [r[label_field] for r in rows]
-    multi = any(isinstance(v, list) for v in raw)
-    if multi:
-        members = [[str(x) for x in (v if isinstance(v, list) else [v])] for v in raw]
-        classes = sorted({x for m in members for x in m})
-        col = {c: j for j, c in enumerate(classes)}
-        y = np.zeros((len(rows), len(classes)), dtype=np.int64)
-        for i, m in enumerate(members):
-            y[i, [col[x] for x in m]] = 1
-    else:
-        classes = sorted({str(v) for v in raw})
-        col = {c: j for j, c in enumerate(classes)}
-        y = np.array([col[str(v)] for v in raw], dtype=np.int64)
+    task = MULTI_LABEL if any(isinstance(v, list) for v in raw) else SINGLE_LABEL
+    members = [[str(x) for x in (v if isinstance(v, list) else [v])] for v in raw]
+    classes = sorted({x for m in members for x in m})
+    col = {c: j for j, c in enumerate(classes)}
+    y = task.targets([[col[x] for x in m] for m in members], len(classes))
     train_idx, test_idx = split_rows(
         rows, split_field=split_field, test_values=test_values, group_field=group_field,
         holdout_fraction=holdout_fraction, seed=seed,
     )
-    return Dataset(texts, y, classes, multi, train_idx, test_idx)
+    return Dataset(texts, y, classes, task, train_idx, test_idx)
 
 
 def _default_model_path() -> str:

@@ -43,12 +43,12 @@ class FastLearner:
         self.head = EmbeddingHead()
 
     def fit(self, labeled: np.ndarray, seed: int) -> None:
-        self.head = EmbeddingHead(multi_label=self.data.multi_label,
+        self.head = EmbeddingHead(task=self.data.task,
                                   classes=list(range(self.data.n_classes)), seed=seed)
         self.head.fit(self.emb[labeled], self._y(labeled))
 
     def _y(self, idx: np.ndarray) -> Any:
-        return self.data.y[idx] if self.data.multi_label else self.data.y[idx].tolist()
+        return self.data.y[idx]
 
     def pool_outputs(
         self, pool: np.ndarray, labeled: np.ndarray, strategy: QueryStrategy, seed: int
@@ -91,7 +91,7 @@ class FullLearner:
         texts = [self.data.texts[i] for i in labeled]
         y = self.data.y[labeled]
         self.clf = TextClassifier(replace(self.config, seed=seed), self.data.classes)
-        self.clf.fit(texts, y if self.data.multi_label else y.tolist())
+        self.clf.fit(texts, y)
 
     def pool_outputs(
         self, pool: np.ndarray, labeled: np.ndarray, strategy: QueryStrategy, seed: int

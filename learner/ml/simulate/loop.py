@@ -103,17 +103,17 @@ def replay(
     cache = np.asarray(base_embeddings[train], dtype=np.float32)
     classes = list(range(data.n_classes))
     per_doc = strategy if strategy.requires <= {"probs", "embeddings"} else get_strategy(
-        "margin", multi_label=data.multi_label)
+        "margin", task=data.task)
     sign = 1.0 if per_doc.higher_is_more_informative else -1.0
     if not baseline:
         queue.batch = [int(i) for i in cold_start_batch(list(range(n)), cache, seed=seed).ids]
     labelled: list[int] = []
     rounds = sorted(r for r in settings.rounds_at if r <= n) or [n]
-    config = replace(settings.config, multi_label=data.multi_label, seed=seed)
+    config = replace(settings.config, task_type=data.task.name, seed=seed)
     curve: list[CurvePoint] = []
 
     def y_of(positions: list[int]) -> Any:
-        return data.y[train[positions]] if data.multi_label else data.y[train[positions]].tolist()
+        return data.y[train[positions]]
 
     def reselect(probs: np.ndarray, mc_for: Callable[[np.ndarray], np.ndarray],
                  step_seed: int) -> None:
@@ -137,7 +137,7 @@ def replay(
             due_refresh = len(labelled) % settings.refresh_every == 0
             if not baseline and due_refresh and len(labelled) < target:
                 head = refresh_head(cache[labelled], y_of(labelled),
-                                    multi_label=data.multi_label, classes=classes, seed=seed)
+                                    task=data.task, classes=classes, seed=seed)
                 reselect(head.predict_proba(cache),
                          _committee(head, cache, labelled, y_of(labelled), seed),
                          seed + len(labelled))
@@ -147,7 +147,7 @@ def replay(
             texts, y_of(labelled), doc_ids=[int(i) for i in train[labelled]])
         test_probs = clf.predict_proba([data.texts[i] for i in data.test_idx])
         result = evaluate(data.y[data.test_idx], test_probs, data.classes,
-                          multi_label=data.multi_label)
+                          task=data.task)
         point = CurvePoint(strategy.name, seed, len(labelled), float(result["macro_f1"]),
                            float(result["accuracy"]), time.perf_counter() - started,
                            ece=float(result["expected_calibration_error"]), rung=clf.rung_)

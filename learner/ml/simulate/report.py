@@ -34,7 +34,7 @@ class CurvePoint:
 
 def score(data: Dataset, probs: np.ndarray) -> dict[str, float]:
     """Macro-F1 and accuracy of holdout probabilities (n_test, k)."""
-    result = evaluate(data.y[data.test_idx], probs, data.classes, multi_label=data.multi_label)
+    result = evaluate(data.y[data.test_idx], probs, data.classes, task=data.task)
     return {"macro_f1": float(result["macro_f1"]), "accuracy": float(result["accuracy"])}
 
 

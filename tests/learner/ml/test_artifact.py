@@ -76,7 +76,7 @@ def test_labelwise_json_describes_the_model(
     tiny_config: TrainConfig, toy_texts: Toy, tmp_path: Path
 ) -> None:
     texts, labels = toy_texts
-    config = replace(tiny_config, mode="head", multi_label=True)
+    config = replace(tiny_config, mode="head", task_type="multi_label")
     Y = np.eye(3, dtype=int)[labels]
     clf = TextClassifier(config, LABELS).fit(texts, Y)
     clf.save(tmp_path)
@@ -84,7 +84,7 @@ def test_labelwise_json_describes_the_model(
     meta = json.loads((tmp_path / META_FILE).read_text())
     assert meta["format_version"] == 2
     assert meta["labels"] == LABELS
-    assert meta["multi_label"] is True
+    assert meta["task_type"] == "multi_label"
     assert TrainConfig.from_dict(meta["config"]) == config
     assert meta["pooling"] == {"modes": ["mean"], "normalize": False, "source": "default"}
     assert meta["temperature"] == pytest.approx(clf.temperature_)

@@ -15,13 +15,13 @@ from learner.ml.config import DistillConfig, TrainConfig
 from learner.ml.distill import (
     Distiller,
     DistillLoss,
-    agreement,
     every_other_layer,
     layer_list,
     student_from,
 )
 from learner.ml.exporting import OnnxTextClassifier
 from learner.ml.serving import folder_size, measure_serving, write_onnx
+from learner.ml.tasks import SINGLE_LABEL
 from learner.ml.train import TextClassifier
 
 from .conftest import NEGATIVE, NEUTRAL, POSITIVE
@@ -163,7 +163,7 @@ def test_the_int8_onnx_student_runs_and_agrees_with_the_float_one(
     probs = int8.predict_proba(texts)
     assert probs.shape == (60, 3)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
-    assert agreement(probs, student.predict_proba(texts)) >= 0.9
+    assert SINGLE_LABEL.agreement(probs, student.predict_proba(texts)) >= 0.9
     assert paths["int8"].stat().st_size < 0.5 * paths["float"].stat().st_size
 
 
@@ -219,7 +219,7 @@ def test_a_multi_label_teacher_distils_to_a_multi_label_student(
     texts, labels = toy_texts
     Y = np.eye(3, dtype=np.int64)[labels]
     Y[::4, 1] = 1
-    multi = TextClassifier(replace(teacher.config, mode="head", multi_label=True),
+    multi = TextClassifier(replace(teacher.config, mode="head", task_type="multi_label"),
                            LABELS).fit(texts, Y)
     student = Distiller(DistillConfig(epochs=1, max_steps=2, batch_size=8, device="cpu")
                         ).fit(multi, _texts(40, seed=31)[0], texts, Y).student_
@@ -234,7 +234,7 @@ def test_the_loss_is_the_scaled_kl_plus_the_labelled_texts_cross_entropy() -> No
     logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]])
     same = torch.full((2, 2, 3), -1.0)
     same[:, 0] = torch.softmax(logits / 2.0, dim=-1)
-    loss = DistillLoss(2.0, hard_weight=1.0, multi_label=False)
+    loss = DistillLoss(2.0, hard_weight=1.0, task=SINGLE_LABEL)
 
     assert float(loss(logits, same)) == pytest.approx(0.0, abs=1e-6)
     labelled = same.clone()
@@ -246,8 +246,9 @@ def test_the_loss_is_the_scaled_kl_plus_the_labelled_texts_cross_entropy() -> No
 def test_a_temperature_is_matched_to_target_probabilities() -> None:
     logits = np.random.default_rng(0).normal(scale=3.0, size=(200, 4))
 
-    assert match_temperature(logits, softmax(logits / 2.5)) == pytest.approx(2.5, rel=1e-2)
-    assert match_temperature(logits[:1], softmax(logits[:1])) == 1.0
+    matched = match_temperature(logits, softmax(logits / 2.5), task=SINGLE_LABEL)
+    assert matched == pytest.approx(2.5, rel=1e-2)
+    assert match_temperature(logits[:1], softmax(logits[:1]), task=SINGLE_LABEL) == 1.0
 
 
 def test_bad_distill_config_fails_at_construction() -> None:

@@ -12,6 +12,7 @@ from learner.ml.evaluate import (
     expected_calibration_error,
     labels_to_reach,
 )
+from learner.ml.tasks import MULTI_LABEL, SINGLE_LABEL
 
 LABELS = ["a", "b", "c"]
 
@@ -25,7 +26,7 @@ def _probs_for(pred: list[int], k: int = 3, confidence: float = 0.7) -> np.ndarr
 def test_single_label_metrics_match_sklearn() -> None:
     y_true = [0, 0, 0, 1, 1, 2, 2, 2, 2, 1]
     y_pred = [0, 1, 0, 1, 2, 2, 2, 0, 2, 1]
-    result = evaluate(y_true, _probs_for(y_pred), LABELS)
+    result = evaluate(y_true, _probs_for(y_pred), LABELS, task=SINGLE_LABEL)
 
     assert result["n"] == 10
     assert result["accuracy"] == pytest.approx(skm.accuracy_score(y_true, y_pred))
@@ -45,7 +46,7 @@ def test_single_label_metrics_match_sklearn() -> None:
 def test_class_never_predicted_gets_zero_precision_not_nan() -> None:
     y_true = [0, 1, 2, 2]
     y_pred = [0, 1, 1, 1]
-    result = evaluate(y_true, _probs_for(y_pred), LABELS)
+    result = evaluate(y_true, _probs_for(y_pred), LABELS, task=SINGLE_LABEL)
     assert result["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 2}
     assert result["macro_f1"] == pytest.approx(
         skm.f1_score(y_true, y_pred, average="macro", zero_division=0)
@@ -53,7 +54,7 @@ def test_class_never_predicted_gets_zero_precision_not_nan() -> None:
 
 
 def test_result_is_plain_json() -> None:
-    result = evaluate([0, 1], _probs_for([0, 0]), LABELS)
+    result = evaluate([0, 1], _probs_for([0, 0]), LABELS, task=SINGLE_LABEL)
     assert json.loads(json.dumps(result)) == result
 
 
@@ -64,7 +65,7 @@ def test_multi_label_metrics_match_sklearn_with_thresholds() -> None:
     ])
     thresholds = np.array([0.5, 0.45, 0.3])
     y_pred = (probs >= thresholds).astype(int)
-    result = evaluate(y_true, probs, LABELS, multi_label=True, thresholds=thresholds)
+    result = evaluate(y_true, probs, LABELS, task=MULTI_LABEL, thresholds=thresholds)
 
     assert "confusion_matrix" not in result
     assert result["accuracy"] == pytest.approx(skm.accuracy_score(y_true, y_pred))  # subset
@@ -92,7 +93,7 @@ def test_ece_of_an_overconfident_model() -> None:
 
 def test_evaluate_reports_ece_on_max_probability() -> None:
     probs = np.array([[0.75, 0.25], [0.75, 0.25], [0.75, 0.25], [0.25, 0.75]])
-    result = evaluate([0, 0, 1, 1], probs, ["x", "y"])
+    result = evaluate([0, 0, 1, 1], probs, ["x", "y"], task=SINGLE_LABEL)
     assert result["expected_calibration_error"] == pytest.approx(0.0)  # 3/4 right at 0.75
 
 

@@ -14,12 +14,12 @@ from learner.ml.monitoring import (
     confidence_counts,
     drift_between,
     group_metrics,
-    macro_f1,
     merged_groups,
     profile_of,
     psi,
     wilson_interval,
 )
+from learner.ml.tasks import MULTI_LABEL, SINGLE_LABEL
 
 
 def test_psi_is_zero_for_equal_shares_and_grows_with_the_shift() -> None:
@@ -99,13 +99,13 @@ def test_a_label_shift_alone_drifts() -> None:
 def test_macro_f1_matches_sklearn_on_the_labels_present() -> None:
     truth = np.array([0, 0, 1, 1, 2, 2, 0])
     pred = np.array([0, 1, 1, 1, 2, 0, 0])
-    assert macro_f1(truth, pred, multi_label=False) == pytest.approx(
+    assert SINGLE_LABEL.macro_f1(truth, pred) == pytest.approx(
         skm.f1_score(truth, pred, average="macro"))
     # A group where label 2 never occurs is not charged for it.
-    assert macro_f1(np.array([0, 1]), np.array([0, 1]), multi_label=False) == 1.0
+    assert SINGLE_LABEL.macro_f1(np.array([0, 1]), np.array([0, 1])) == 1.0
     t = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0]])
     p = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 0]])
-    assert macro_f1(t, p, multi_label=True) == pytest.approx(
+    assert MULTI_LABEL.macro_f1(t, p) == pytest.approx(
         skm.f1_score(t, p, average="macro", zero_division=0))
 
 
@@ -127,7 +127,7 @@ def test_the_group_a_model_handles_badly_is_flagged_and_small_ones_are_not() -> 
     pred[source == "tiny"] = (truth[source == "tiny"] + 1) % 3
     language = [None] * 120
     result = group_metrics(truth, pred, {"source": source.tolist(), "language": language},
-                           multi_label=False, margin=0.1)
+                           task=SINGLE_LABEL, margin=0.1)
     rows = {row["value"]: row for row in result["fields"]["source"]}
     assert rows["forum"]["flagged"] and not rows["news"]["flagged"]
     assert rows["news"]["macro_f1"] == 1.0 and rows["news"]["n"] == 60
@@ -144,7 +144,7 @@ def test_a_group_under_the_minimum_count_is_listed_but_not_flagged() -> None:
     pred[-2:] = [1, 0]
     values = ["big"] * 30 + ["small"] * 2
     rows = {r["value"]: r for r in group_metrics(truth, pred, {"f": values},
-                                                  multi_label=False, margin=0.1
+                                                  task=SINGLE_LABEL, margin=0.1
                                                   )["fields"]["f"]}
     assert rows["small"]["macro_f1"] == 0.0 and not rows["small"]["judged"]
     assert not rows["small"]["flagged"]

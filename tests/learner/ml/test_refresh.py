@@ -7,6 +7,7 @@ import pytest
 
 from learner.ml.refresh import EmbeddingHead, committee_proba, refresh_scores
 from learner.ml.strategies import BALD, ContrastiveKNN, MarginSampling
+from learner.ml.tasks import MULTI_LABEL
 
 
 def blobs(n: int = 90, k: int = 3, h: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -69,7 +70,7 @@ def test_multi_label_is_one_vs_rest_and_survives_constant_labels() -> None:
     indicator = np.zeros((90, 3), dtype=int)
     indicator[np.arange(90), y] = 1
     indicator[:, 2] = 0  # label 2 never present so far
-    head = EmbeddingHead(multi_label=True).fit(x, indicator)
+    head = EmbeddingHead(task=MULTI_LABEL).fit(x, indicator)
     probs = head.predict_proba(x)
     assert probs.shape == (90, 3)
     assert (probs[y == 0, 0] > 0.5).mean() > 0.9

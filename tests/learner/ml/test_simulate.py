@@ -96,7 +96,7 @@ def test_multi_label_simulation_runs(tmp_path: Path, tiny_model_dir: Path) -> No
           "--max-length", "32", "--seeds", "0", "--budgets", "10,20,30", "--quiet",
           "--strategies", "margin,entropy,random"])
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["settings"]["multi_label"] is True
+    assert summary["settings"]["task_type"] == "multi_label"
     assert len(read_curve(out)) == 3 * 3
 
 

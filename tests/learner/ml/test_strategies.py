@@ -25,6 +25,7 @@ from learner.ml.strategies import (
     draw_candidates,
     get_strategy,
 )
+from learner.ml.tasks import MULTI_LABEL, SINGLE_LABEL
 
 N, K, H, T, M = 60, 3, 16, 4, 12
 
@@ -66,7 +67,8 @@ class StrategyChecks:
                inputs: dict[str, Any] | None = None, **options: Any) -> Selection:
         ids = list(range(100, 100 + N)) if ids is None else ids
         inputs = make_inputs(len(ids), multi_label=multi_label) if inputs is None else inputs
-        return self.make(multi_label=multi_label).select(ids, k, **inputs, **options)
+        task = MULTI_LABEL if multi_label else SINGLE_LABEL
+        return self.make(task=task).select(ids, k, **inputs, **options)
 
     def test_scores_one_per_pool_document(self) -> None:
         inputs = make_inputs()
@@ -163,7 +165,7 @@ class TestMarginSampling(StrategyChecks):
 
     def test_multi_label_margin_is_the_mean_over_labels(self) -> None:
         probs = np.array([[0.5, 0.9], [0.9, 0.9]])
-        scores = MarginSampling(multi_label=True).scores(probs)
+        scores = MarginSampling(task=MULTI_LABEL).scores(probs)
         assert scores == pytest.approx([(0.0 + 0.8) / 2, 0.8])
 
 
@@ -252,7 +254,7 @@ def test_registry_names_every_strategy() -> None:
     assert set(STRATEGIES) == {"random", "least_confidence", "margin", "entropy", "bald",
                                "badge", "cal", "kmeans"}
     assert DEFAULT_STRATEGY in STRATEGIES
-    assert isinstance(get_strategy("margin", multi_label=True), MarginSampling)
+    assert isinstance(get_strategy("margin", task=MULTI_LABEL), MarginSampling)
     with pytest.raises(ValueError, match="unknown strategy"):
         get_strategy("nope")
 

@@ -10,20 +10,19 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from learner.ml.calibration import softmax
+from learner.ml.calibration import softmax, tune_thresholds
 from learner.ml.config import Mode, TrainConfig
+from learner.ml.tasks.multi_label import pos_weights
+from learner.ml.tasks.single_label import class_weights
 from learner.ml.train import (
     TextClassifier,
     _set_gradual_trainable,
     build_loss,
     build_model,
-    class_weights,
     crossfits,
     param_groups,
     plan_epochs,
-    pos_weights,
     refit_steps,
-    tune_thresholds,
     unused_parameters,
     validation_noise,
     validation_split,
@@ -72,7 +71,7 @@ def test_multi_label_gives_independent_probabilities_and_tuned_thresholds(
     tiny_config: TrainConfig, toy_texts: Toy, mode: Mode
 ) -> None:
     texts, labels = toy_texts
-    config = replace(tiny_config, mode=mode, multi_label=True)
+    config = replace(tiny_config, mode=mode, task_type="multi_label")
     clf = TextClassifier(config, LABELS).fit(texts, _multi_targets(labels))
 
     probs = clf.predict_proba(texts)
@@ -86,7 +85,7 @@ def test_multi_label_gives_independent_probabilities_and_tuned_thresholds(
 def test_multi_label_accepts_lists_of_label_names(tiny_config: TrainConfig, toy_texts: Toy) -> None:
     texts, labels = toy_texts
     y = [[LABELS[i]] + (["negative"] if n % 4 == 0 else []) for n, i in enumerate(labels)]
-    config = replace(tiny_config, mode="head", multi_label=True)
+    config = replace(tiny_config, mode="head", task_type="multi_label")
     by_name = TextClassifier(config, LABELS).fit(texts, y)
     by_matrix = TextClassifier(config, LABELS).fit(texts, _multi_targets(labels))
     assert by_name.data_fingerprint_ == by_matrix.data_fingerprint_
