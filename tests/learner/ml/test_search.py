@@ -187,7 +187,8 @@ def test_a_multi_label_search_scores_micro_f1_and_tunes_thresholds(
     texts, labels = toy_texts
     Y = np.eye(3, dtype=np.int64)[labels]
     Y[::4, 1] = 1  # every 4th text carries a second label
-    config = TrainConfig(**{**tiny_config.to_dict(), "task_type": "multi_label", "ladder": ("full",)})
+    config = TrainConfig(**{**tiny_config.to_dict(), "task_type": "multi_label",
+                            "ladder": ("full",)})
     search = HyperparameterSearch(
         config, LABELS, rung="full", space=tiny_space(),
         search=SearchConfig(trials=2, folds=2, budget_seconds=None),
