@@ -4,19 +4,33 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
+from django_htmx.middleware import HtmxDetails
 
 from annotate import selectors
-from annotate.models import Membership
+from annotate.models import Membership, Project
 
+# The role sets pages and the REST API admit, defined once.
 LEAD = (Membership.Role.LEAD,)
 ANNOTATORS = (Membership.Role.LEAD, Membership.Role.REVIEWER, Membership.Role.ANNOTATOR)
+REVIEWERS = (Membership.Role.LEAD, Membership.Role.REVIEWER)
+WATCHERS = (Membership.Role.LEAD, Membership.Role.REVIEWER, Membership.Role.VIEWER)
+DOCUMENT_VIEWERS = (Membership.Role.LEAD, Membership.Role.VIEWER)
 MEMBERS = tuple(Membership.Role.values)
+
+
+class ProjectRequest(HttpRequest):
+    """The request a `project_view` hands its view: the project and the user's membership
+    set by the decorator, `htmx` by django-htmx's middleware."""
+
+    project: Project
+    membership: Membership
+    htmx: HtmxDetails
 
 
 def may_create_accounts(user: Any) -> bool:
@@ -39,9 +53,10 @@ def project_view(*roles: str) -> Callable:
             membership = selectors.membership_for(request.user, pk)
             if membership.role not in allowed:
                 raise PermissionDenied("Your role in this project does not allow this.")
-            request.membership = membership  # type: ignore[attr-defined]
-            request.project = membership.project  # type: ignore[attr-defined]
-            return view(request, pk, *args, **kwargs)
+            project_request = cast(ProjectRequest, request)
+            project_request.membership = membership
+            project_request.project = membership.project
+            return view(project_request, pk, *args, **kwargs)
 
         return wrapper
 

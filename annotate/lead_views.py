@@ -35,12 +35,17 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from annotate import selectors, services
-from annotate.access import LEAD, may_create_accounts, project_view
+from annotate.access import (
+    DOCUMENT_VIEWERS,
+    LEAD,
+    ProjectRequest,
+    may_create_accounts,
+    project_view,
+)
 from annotate.io import exporters
 from annotate.io.importer import FORMAT_CHOICES, DocumentImportError, documents_import
 from annotate.models import Document, GuidelineVersion, Label, Membership, Project
 
-DOCUMENT_VIEWERS = (Membership.Role.LEAD, Membership.Role.VIEWER)
 DOCUMENTS_PER_PAGE = 50
 
 
@@ -145,16 +150,16 @@ def _label_chart(labels: Iterable[Label], counts: dict[int, int]) -> dict:
 
 
 @project_view()
-def project_overview(request: HttpRequest, pk: int) -> HttpResponse:
-    project = request.project  # type: ignore[attr-defined]
-    is_lead = request.membership.is_lead  # type: ignore[attr-defined]
+def project_overview(request: ProjectRequest, pk: int) -> HttpResponse:
+    project = request.project
+    is_lead = request.membership.is_lead
     labels = selectors.labels_of(project)
     return render(
         request,
         "annotate/project.html",
         {
             "project": project,
-            "membership": request.membership,  # type: ignore[attr-defined]
+            "membership": request.membership,
             "stats": selectors.project_stats(project=project),
             "chart": _label_chart(labels, selectors.label_counts(project)),
             "flags": selectors.flags_open(project=project) if is_lead else [],
@@ -185,8 +190,8 @@ class ProjectSettingsForm(forms.Form):
 
 
 @project_view(*LEAD)
-def project_settings(request: HttpRequest, pk: int) -> HttpResponse:
-    project = request.project  # type: ignore[attr-defined]
+def project_settings(request: ProjectRequest, pk: int) -> HttpResponse:
+    project = request.project
     initial = {
         field: getattr(project, field) for field in ProjectSettingsForm.base_fields
     }
@@ -217,8 +222,8 @@ class LabelForm(forms.Form):
     )
 
 
-def _labels_context(request: HttpRequest, form: LabelForm | None = None) -> dict:
-    project = request.project  # type: ignore[attr-defined]
+def _labels_context(request: ProjectRequest, form: LabelForm | None = None) -> dict:
+    project = request.project
     labels = selectors.labels_of(project)
     if form is None:
         colour = services.DEFAULT_COLOURS[len(labels) % len(services.DEFAULT_COLOURS)]
@@ -227,7 +232,7 @@ def _labels_context(request: HttpRequest, form: LabelForm | None = None) -> dict
 
 
 @project_view(*LEAD)
-def labels(request: HttpRequest, pk: int) -> HttpResponse:
+def labels(request: ProjectRequest, pk: int) -> HttpResponse:
     form = None
     if request.method == "POST":
         form = LabelForm(request.POST)
@@ -236,7 +241,7 @@ def labels(request: HttpRequest, pk: int) -> HttpResponse:
             try:
                 # A blank hotkey on a new label means "pick a free one".
                 label = services.label_create(
-                    project=request.project,  # type: ignore[attr-defined]
+                    project=request.project,
                     name=data["name"],
                     description=data["description"],
                     colour=data["colour"],
@@ -245,19 +250,19 @@ def labels(request: HttpRequest, pk: int) -> HttpResponse:
             except ValidationError as exc:
                 _add_errors(form, exc)
             else:
-                if not request.htmx:  # type: ignore[attr-defined]
+                if not request.htmx:
                     messages.success(request, f"Label {label.name!r} added.")
                     return redirect("annotate:labels", pk=pk)
                 form = None
     context = _labels_context(request, form)
-    if request.htmx and request.method == "POST":  # type: ignore[attr-defined]
+    if request.htmx and request.method == "POST":
         return render(request, "annotate/labels.html#labels_panel", context)
     return render(request, "annotate/labels.html", context)
 
 
 @project_view(*LEAD)
-def label_edit(request: HttpRequest, pk: int, label_id: int) -> HttpResponse:
-    project = request.project  # type: ignore[attr-defined]
+def label_edit(request: ProjectRequest, pk: int, label_id: int) -> HttpResponse:
+    project = request.project
     label = get_object_or_404(Label, pk=label_id, project=project)
     initial = {
         "name": label.name, "description": label.description,
@@ -271,28 +276,28 @@ def label_edit(request: HttpRequest, pk: int, label_id: int) -> HttpResponse:
             _add_errors(form, exc)
             label.refresh_from_db()
         else:
-            if request.htmx:  # type: ignore[attr-defined]
+            if request.htmx:
                 return render(
                     request, "annotate/labels.html#label_row", {"project": project, "label": label}
                 )
             messages.success(request, f"Label {label.name!r} saved.")
             return redirect("annotate:labels", pk=pk)
     context = {"project": project, "label": label, "form": form}
-    if request.htmx:  # type: ignore[attr-defined]
+    if request.htmx:
         return render(request, "annotate/label_edit.html#edit_row", context)
     return render(request, "annotate/label_edit.html", context)
 
 
 @project_view(*LEAD)
 @require_POST
-def label_delete(request: HttpRequest, pk: int, label_id: int) -> HttpResponse:
-    project = request.project  # type: ignore[attr-defined]
+def label_delete(request: ProjectRequest, pk: int, label_id: int) -> HttpResponse:
+    project = request.project
     label = get_object_or_404(Label, pk=label_id, project=project)
     try:
         services.label_delete(label=label)
     except ValidationError as exc:
         error = " ".join(exc.messages)
-        if request.htmx:  # type: ignore[attr-defined]
+        if request.htmx:
             return render(
                 request,
                 "annotate/labels.html#label_row",
@@ -300,7 +305,7 @@ def label_delete(request: HttpRequest, pk: int, label_id: int) -> HttpResponse:
             )
         messages.error(request, error)
     else:
-        if request.htmx:  # type: ignore[attr-defined]
+        if request.htmx:
             return HttpResponse("")  # the row's outerHTML becomes nothing
         messages.success(request, f"Label {label.name!r} deleted.")
     return redirect("annotate:labels", pk=pk)
@@ -335,8 +340,8 @@ class MemberForm(forms.Form):
 
 
 @project_view(*LEAD)
-def members(request: HttpRequest, pk: int) -> HttpResponse:
-    project = request.project  # type: ignore[attr-defined]
+def members(request: ProjectRequest, pk: int) -> HttpResponse:
+    project = request.project
     can_create = may_create_accounts(request.user)
     form = MemberForm(request.POST or None, can_create=can_create)
     if request.method == "POST" and form.is_valid():
@@ -375,8 +380,8 @@ def members(request: HttpRequest, pk: int) -> HttpResponse:
 
 @project_view(*LEAD)
 @require_POST
-def member_remove(request: HttpRequest, pk: int, membership_id: int) -> HttpResponse:
-    project = request.project  # type: ignore[attr-defined]
+def member_remove(request: ProjectRequest, pk: int, membership_id: int) -> HttpResponse:
+    project = request.project
     membership = get_object_or_404(
         Membership.objects.select_related("user"), pk=membership_id, project=project
     )
@@ -393,15 +398,15 @@ def member_remove(request: HttpRequest, pk: int, membership_id: int) -> HttpResp
 
 
 @project_view()
-def guidelines(request: HttpRequest, pk: int) -> HttpResponse:
-    project = request.project  # type: ignore[attr-defined]
+def guidelines(request: ProjectRequest, pk: int) -> HttpResponse:
+    project = request.project
     current = selectors.guideline_current(project)
     return render(
         request,
         "annotate/guidelines.html",
         {
             "project": project,
-            "membership": request.membership,  # type: ignore[attr-defined]
+            "membership": request.membership,
             "current": current,
             "current_html": current.html if current else "",
             "history": selectors.guideline_history(project=project),
@@ -420,8 +425,8 @@ class GuidelineForm(forms.Form):
 
 
 @project_view(*LEAD)
-def guideline_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    project = request.project  # type: ignore[attr-defined]
+def guideline_edit(request: ProjectRequest, pk: int) -> HttpResponse:
+    project = request.project
     current = selectors.guideline_current(project)
     form = GuidelineForm(request.POST or None, initial={"text": current.text if current else ""})
     if request.method == "POST" and form.is_valid():
@@ -465,8 +470,8 @@ def _diff_rows(lines: list[str]) -> list[tuple[str, str]]:
 
 
 @project_view()
-def guideline_version(request: HttpRequest, pk: int, version: int) -> HttpResponse:
-    project = request.project  # type: ignore[attr-defined]
+def guideline_version(request: ProjectRequest, pk: int, version: int) -> HttpResponse:
+    project = request.project
     shown = get_object_or_404(
         GuidelineVersion.objects.select_related("created_by"), project=project, version=version
     )
@@ -531,8 +536,8 @@ class DocumentFilterForm(forms.Form):
 
 
 @project_view(*DOCUMENT_VIEWERS)
-def documents(request: HttpRequest, pk: int) -> HttpResponse:
-    project = request.project  # type: ignore[attr-defined]
+def documents(request: ProjectRequest, pk: int) -> HttpResponse:
+    project = request.project
     labels = selectors.labels_of(project)
     form = DocumentFilterForm(request.GET, labels=labels)
     page = Paginator(form.query(project), DOCUMENTS_PER_PAGE).get_page(request.GET.get("page"))
@@ -545,11 +550,11 @@ def documents(request: HttpRequest, pk: int) -> HttpResponse:
         "form": form,
         "page": page,
         "labels": labels,
-        "membership": request.membership,  # type: ignore[attr-defined]
+        "membership": request.membership,
         "here": request.get_full_path(),
     }
     context |= _bulk_context(project)
-    if request.htmx:  # type: ignore[attr-defined]
+    if request.htmx:
         return render(request, "annotate/documents.html#document_table", context)
     return render(request, "annotate/documents.html", context)
 
@@ -573,10 +578,10 @@ def _bulk_context(project: Project) -> dict:
 
 @project_view(*LEAD)
 @require_POST
-def documents_bulk(request: HttpRequest, pk: int) -> HttpResponse:
+def documents_bulk(request: ProjectRequest, pk: int) -> HttpResponse:
     """One action on the ticked documents, or on every document the list's filters select
     (`scope=all`, the filters sent back as they were), at most services.BULK_LIMIT."""
-    project = request.project  # type: ignore[attr-defined]
+    project = request.project
     filters = request.POST.get("filters", "")
     back = reverse("annotate:documents", kwargs={"pk": pk}) + (f"?{filters}" if filters else "")
     action = request.POST.get("action", "")
@@ -639,15 +644,15 @@ def _label_ids(values: Iterable[str]) -> list[int]:
 
 
 @project_view(*DOCUMENT_VIEWERS)
-def document_detail(request: HttpRequest, pk: int, document_id: int) -> HttpResponse:
-    project = request.project  # type: ignore[attr-defined]
+def document_detail(request: ProjectRequest, pk: int, document_id: int) -> HttpResponse:
+    project = request.project
     history = selectors.document_history(project=project, document_id=document_id)
     return render(
         request,
         "annotate/document.html",
         {
             "project": project,
-            "membership": request.membership,  # type: ignore[attr-defined]
+            "membership": request.membership,
             "history": history,
             "labels": selectors.labels_of(project),
             "back": _documents_back(request),
@@ -655,12 +660,12 @@ def document_detail(request: HttpRequest, pk: int, document_id: int) -> HttpResp
     )
 
 
-def _documents_back(request: HttpRequest) -> str:
+def _documents_back(request: ProjectRequest) -> str:
     """The documents list the lead came from (its filters kept), or the plain list."""
     target = request.GET.get("back") or request.POST.get("back") or ""
-    if target.startswith(f"/p/{request.project.pk}/documents/"):  # type: ignore[attr-defined]
+    if target.startswith(f"/p/{request.project.pk}/documents/"):
         return target
-    return reverse("annotate:documents", kwargs={"pk": request.project.pk})  # type: ignore[attr-defined]
+    return reverse("annotate:documents", kwargs={"pk": request.project.pk})
 
 
 def _to_document(request: HttpRequest, pk: int, document_id: int) -> HttpResponse:
@@ -670,9 +675,9 @@ def _to_document(request: HttpRequest, pk: int, document_id: int) -> HttpRespons
 
 @project_view(*LEAD)
 @require_POST
-def document_decide(request: HttpRequest, pk: int, document_id: int) -> HttpResponse:
+def document_decide(request: ProjectRequest, pk: int, document_id: int) -> HttpResponse:
     """The lead sets the document's final label(s), with a reason (an adjudication)."""
-    project = request.project  # type: ignore[attr-defined]
+    project = request.project
     document = get_object_or_404(Document, project=project, pk=document_id)
     try:
         services.document_adjudicate(
@@ -690,9 +695,9 @@ def document_decide(request: HttpRequest, pk: int, document_id: int) -> HttpResp
 @project_view(*LEAD)
 @require_POST
 def document_answer_delete(
-    request: HttpRequest, pk: int, document_id: int, annotation_id: int
+    request: ProjectRequest, pk: int, document_id: int, annotation_id: int
 ) -> HttpResponse:
-    project = request.project  # type: ignore[attr-defined]
+    project = request.project
     get_object_or_404(Document, project=project, pk=document_id)
     try:
         services.annotation_delete(project=project, annotation_id=annotation_id)
@@ -705,8 +710,8 @@ def document_answer_delete(
 
 @project_view(*LEAD)
 @require_POST
-def document_delete(request: HttpRequest, pk: int, document_id: int) -> HttpResponse:
-    project = request.project  # type: ignore[attr-defined]
+def document_delete(request: ProjectRequest, pk: int, document_id: int) -> HttpResponse:
+    project = request.project
     document = get_object_or_404(Document, project=project, pk=document_id)
     services.documents_delete(project=project, document_ids=[document.pk])
     messages.success(request, f"Document {document_id} deleted, with its answers and history.")
@@ -729,8 +734,8 @@ class ImportForm(forms.Form):
 
 
 @project_view(*LEAD)
-def import_upload(request: HttpRequest, pk: int) -> HttpResponse:
-    project = request.project  # type: ignore[attr-defined]
+def import_upload(request: ProjectRequest, pk: int) -> HttpResponse:
+    project = request.project
     form = ImportForm(request.POST or None, request.FILES or None)
     report, error = None, None
     if request.method == "POST" and form.is_valid():
@@ -784,8 +789,8 @@ class HoldoutForm(forms.Form):
 
 
 @project_view(*LEAD)
-def holdout(request: HttpRequest, pk: int) -> HttpResponse:
-    project = request.project  # type: ignore[attr-defined]
+def holdout(request: ProjectRequest, pk: int) -> HttpResponse:
+    project = request.project
     form = HoldoutForm(
         request.POST or None,
         initial={"share": 20, "seed": 0},
@@ -832,8 +837,8 @@ EXPORT_LINKS = [
 
 
 @project_view(*LEAD)
-def export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse | StreamingHttpResponse:
-    project = request.project  # type: ignore[attr-defined]
+def export(request: ProjectRequest, pk: int, fmt: str) -> HttpResponse | StreamingHttpResponse:
+    project = request.project
     if fmt not in exporters.EXPORT_FORMATS:
         raise Http404("Unknown export format")
     content_type = exporters.EXPORT_FORMATS[fmt][0]

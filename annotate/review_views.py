@@ -19,10 +19,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from annotate import selectors, services
-from annotate.access import project_view
-from annotate.models import Document, Membership
+from annotate.access import REVIEWERS, ProjectRequest, project_view
+from annotate.models import Document
 
-REVIEWERS = (Membership.Role.LEAD, Membership.Role.REVIEWER)
 REVIEW_PER_PAGE = 20
 TEMPLATE = "annotate/review.html"
 
@@ -43,10 +42,10 @@ def _threshold(request: HttpRequest) -> float:
 
 
 @project_view(*REVIEWERS)
-def review(request: HttpRequest, pk: int, kind: str = "disagreements") -> HttpResponse:
+def review(request: ProjectRequest, pk: int, kind: str = "disagreements") -> HttpResponse:
     if kind not in KINDS:
         raise Http404("No such review queue")
-    project = request.project  # type: ignore[attr-defined]
+    project = request.project
     include_decided = request.GET.get("decided") == "1"
     threshold = _threshold(request)
     if kind == "disagreements":
@@ -84,8 +83,8 @@ def _back(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect(target)
 
 
-def _item_response(request: HttpRequest, document: Document, **extra: object) -> HttpResponse:
-    project = request.project  # type: ignore[attr-defined]
+def _item_response(request: ProjectRequest, document: Document, **extra: object) -> HttpResponse:
+    project = request.project
     items = selectors.review_items(project=project, document_ids=[document.pk])
     context = {
         "project": project,
@@ -99,8 +98,8 @@ def _item_response(request: HttpRequest, document: Document, **extra: object) ->
 
 @project_view(*REVIEWERS)
 @require_POST
-def adjudicate(request: HttpRequest, pk: int, document_id: int) -> HttpResponse:
-    project = request.project  # type: ignore[attr-defined]
+def adjudicate(request: ProjectRequest, pk: int, document_id: int) -> HttpResponse:
+    project = request.project
     document = get_object_or_404(Document, project=project, pk=document_id)
     label_ids = []
     for value in request.POST.getlist("label"):
@@ -118,12 +117,12 @@ def adjudicate(request: HttpRequest, pk: int, document_id: int) -> HttpResponse:
         )
     except ValidationError as exc:
         error = " ".join(exc.messages)
-        if request.htmx:  # type: ignore[attr-defined]
+        if request.htmx:
             return _item_response(request, document, error=error)
         messages.error(request, f"Document {document.pk}: {error}")
         return _back(request, pk)
     notice = f"Document {document.pk}: final label saved."
-    if request.htmx:  # type: ignore[attr-defined]
+    if request.htmx:
         return _item_response(request, document, notice=notice)
     messages.success(request, notice)
     return _back(request, pk)
@@ -131,14 +130,14 @@ def adjudicate(request: HttpRequest, pk: int, document_id: int) -> HttpResponse:
 
 @project_view(*REVIEWERS)
 @require_POST
-def flag_resolve(request: HttpRequest, pk: int, flag_id: int) -> HttpResponse:
-    project = request.project  # type: ignore[attr-defined]
+def flag_resolve(request: ProjectRequest, pk: int, flag_id: int) -> HttpResponse:
+    project = request.project
     try:
         flag = services.flag_resolve(project=project, flag_id=flag_id)
     except services.QueueError as exc:
         raise Http404(str(exc)) from None
     notice = f"Flag on document {flag.document_id} resolved."
-    if request.htmx:  # type: ignore[attr-defined]
+    if request.htmx:
         return _item_response(request, flag.document, notice=notice)
     messages.success(request, notice)
     return _back(request, pk)

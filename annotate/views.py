@@ -21,7 +21,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from annotate import selectors, services
-from annotate.access import ANNOTATORS, project_view
+from annotate.access import ANNOTATORS, ProjectRequest, project_view
 from annotate.models import Document
 
 log = logging.getLogger("annotate")
@@ -39,13 +39,13 @@ def busy_means_try_again(view: Callable[..., HttpResponse]) -> Callable[..., Htt
     message; a plain request gets the page with 503 and Retry-After."""
 
     @wraps(view)
-    def wrapper(request: HttpRequest, pk: int, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapper(request: ProjectRequest, pk: int, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             return view(request, pk, *args, **kwargs)
         except DatabaseError:
             log.warning("Database busy on %s %s", request.method, request.path, exc_info=True)
             context = {"pk": pk, "error": BUSY_MESSAGE}
-            if request.htmx:  # type: ignore[attr-defined]
+            if request.htmx:
                 return render(request, "annotate/busy.html#item", context)
             response = render(request, "annotate/busy.html", context, status=503)
             response["Retry-After"] = str(BUSY_RETRY_AFTER_SECONDS)
@@ -67,12 +67,12 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "annotate/home.html", {"memberships": memberships})
 
 
-def _item_context(request: HttpRequest, document: Document | None, **extra: object) -> dict:
-    project = request.project  # type: ignore[attr-defined]
+def _item_context(request: ProjectRequest, document: Document | None, **extra: object) -> dict:
+    project = request.project
     labels = selectors.labels_of(project)
     return {
         "project": project,
-        "membership": request.membership,  # type: ignore[attr-defined]
+        "membership": request.membership,
         "document": document,
         "visible_meta": selectors.meta_for_annotators(document, labels),
         "show_external_id": project.annotators_see_external_ids,
@@ -84,11 +84,11 @@ def _item_context(request: HttpRequest, document: Document | None, **extra: obje
 
 
 def _render_item(
-    request: HttpRequest, document: Document | None, *, status: int = 200, **extra: object
+    request: ProjectRequest, document: Document | None, *, status: int = 200, **extra: object
 ) -> HttpResponse:
     context = _item_context(request, document, **extra)
     template = "annotate/annotate.html"
-    if request.htmx:  # type: ignore[attr-defined]
+    if request.htmx:
         # htmx swaps only 2xx responses; the error is shown inside the partial instead.
         return render(request, template + "#item", context)
     return render(request, template, context, status=status)
@@ -97,9 +97,9 @@ def _render_item(
 @busy_means_try_again
 @project_view(*ANNOTATORS)
 @require_GET
-def annotate_page(request: HttpRequest, pk: int) -> HttpResponse:
+def annotate_page(request: ProjectRequest, pk: int) -> HttpResponse:
     """The document the annotator holds, or the Start button: a GET reserves nothing."""
-    project = request.project  # type: ignore[attr-defined]
+    project = request.project
     held = selectors.current_assignment(request.user, project)
     guideline = selectors.guideline_current(project)
     return _render_item(
@@ -114,7 +114,7 @@ def annotate_page(request: HttpRequest, pk: int) -> HttpResponse:
 @busy_means_try_again
 @project_view(*ANNOTATORS)
 @require_POST
-def annotate_next(request: HttpRequest, pk: int) -> HttpResponse:
+def annotate_next(request: ProjectRequest, pk: int) -> HttpResponse:
     """Start: hands the annotator their next document (the one they hold, if any)."""
     return _next(request)
 
@@ -129,8 +129,8 @@ def _int_or_none(value: str | None) -> int | None:
 @busy_means_try_again
 @project_view(*ANNOTATORS)
 @require_POST
-def annotate_submit(request: HttpRequest, pk: int) -> HttpResponse:
-    project = request.project  # type: ignore[attr-defined]
+def annotate_submit(request: ProjectRequest, pk: int) -> HttpResponse:
+    project = request.project
     label_ids = [i for i in map(_int_or_none, request.POST.getlist("label")) if i is not None]
     document_id = _int_or_none(request.POST.get("document"))
     notice, error = "", ""
@@ -154,14 +154,14 @@ def annotate_submit(request: HttpRequest, pk: int) -> HttpResponse:
     return _next(request, notice=notice, error=error)
 
 
-def _next(request: HttpRequest, **extra: object) -> HttpResponse:
+def _next(request: ProjectRequest, **extra: object) -> HttpResponse:
     """Hands out the next document (a POST's work) and shows it; without JavaScript, goes
     back to the page, which shows the document now held."""
     document = services.assignment_next(
-        user=request.user, project=request.project  # type: ignore[attr-defined]
+        user=request.user, project=request.project
     )
-    if not request.htmx:  # type: ignore[attr-defined]
-        return redirect("annotate:annotate", pk=request.project.pk)  # type: ignore[attr-defined]
+    if not request.htmx:
+        return redirect("annotate:annotate", pk=request.project.pk)
     # `asked`: the queue was asked and had nothing, so the partial says so (no Start).
     return _render_item(request, document, asked=True, **extra)
 
@@ -169,11 +169,11 @@ def _next(request: HttpRequest, **extra: object) -> HttpResponse:
 @busy_means_try_again
 @project_view(*ANNOTATORS)
 @require_POST
-def annotate_skip(request: HttpRequest, pk: int) -> HttpResponse:
+def annotate_skip(request: ProjectRequest, pk: int) -> HttpResponse:
     try:
         services.assignment_skip(
             user=request.user,
-            project=request.project,  # type: ignore[attr-defined]
+            project=request.project,
             document_id=_int_or_none(request.POST.get("document")) or 0,
         )
     except services.QueueError as exc:
@@ -184,16 +184,16 @@ def annotate_skip(request: HttpRequest, pk: int) -> HttpResponse:
 @busy_means_try_again
 @project_view(*ANNOTATORS)
 @require_POST
-def annotate_undo(request: HttpRequest, pk: int) -> HttpResponse:
+def annotate_undo(request: ProjectRequest, pk: int) -> HttpResponse:
     try:
         undone = services.annotation_undo(
-            user=request.user, project=request.project  # type: ignore[attr-defined]
+            user=request.user, project=request.project
         )
     except services.QueueError as exc:
         return _next(request, error=str(exc))
     if undone is None:
         return _next(request, error="Nothing to undo.")
-    if not request.htmx:  # type: ignore[attr-defined]
+    if not request.htmx:
         return redirect("annotate:annotate", pk=pk)
     # The answer taken back is shown selected: keep it (Enter, or its key) or change it.
     return _render_item(request, undone.document, previous=undone.labels,
@@ -203,8 +203,8 @@ def annotate_undo(request: HttpRequest, pk: int) -> HttpResponse:
 @busy_means_try_again
 @project_view(*ANNOTATORS)
 @require_POST
-def annotate_flag(request: HttpRequest, pk: int) -> HttpResponse:
-    project = request.project  # type: ignore[attr-defined]
+def annotate_flag(request: ProjectRequest, pk: int) -> HttpResponse:
+    project = request.project
     document_id = _int_or_none(request.POST.get("document")) or 0
     document = Document.objects.filter(project=project, pk=document_id).first()
     try:
@@ -218,6 +218,6 @@ def annotate_flag(request: HttpRequest, pk: int) -> HttpResponse:
         return _render_item(request, document, error=" ".join(exc.messages), status=400)
     except services.QueueError as exc:
         return _next(request, error=str(exc))
-    if not request.htmx:  # type: ignore[attr-defined]
+    if not request.htmx:
         return redirect("annotate:annotate", pk=pk)
     return _render_item(request, document, notice="Flagged for the lead. Label it or skip it.")

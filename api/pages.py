@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from annotate.access import LEAD, project_view
+from annotate.access import LEAD, ProjectRequest, project_view
 from api.authentication import MAX_DAYS, token_create, token_revoke
 from api.models import ApiToken
 from api.throttles import TokenCreateThrottle
@@ -77,10 +77,10 @@ def api_not_found(request: HttpRequest) -> JsonResponse:
 
 @project_view(*LEAD)
 @require_POST
-def round_export_page(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+def round_export_page(request: ProjectRequest, pk: int, number: int) -> HttpResponse:
     """The round page's Export button: queues a job (the export worker builds it) and
     goes back to the page, where the job's status and download link show."""
-    round = learner_selectors.round_get(request.project, number)  # type: ignore[attr-defined]
+    round = learner_selectors.round_get(request.project, number)
     fmt = request.POST.get("format", ExportJob.Format.HF)
     try:
         job = export_job_request(round=round, fmt=fmt, requested_by=request.user)

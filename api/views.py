@@ -34,7 +34,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate import selectors, services
-from annotate.access import ANNOTATORS, LEAD, MEMBERS
+from annotate.access import ANNOTATORS, LEAD, MEMBERS, REVIEWERS, WATCHERS
 from annotate.io import exporters
 from annotate.io.importer import documents_import
 from annotate.models import Annotation, Document, GuidelineVersion, Label, Membership, Project
@@ -51,8 +51,6 @@ from learner import services as learner_services
 from learner.finalmodel import FinalModelRefused, final_model_request
 from learner.models import ExportJob, Prediction, Round
 
-WATCHERS = (Membership.Role.LEAD, Membership.Role.REVIEWER, Membership.Role.VIEWER)
-REVIEWERS = (Membership.Role.LEAD, Membership.Role.REVIEWER)
 ERRORS = {code: s.ErrorSerializer for code in (400, 401, 403, 404, 409)}
 META_KEY = re.compile(r"^[A-Za-z0-9_\-]{1,100}$")
 PROJECT_ID = OpenApiParameter("pk", OpenApiTypes.INT, OpenApiParameter.PATH,

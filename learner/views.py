@@ -20,8 +20,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from annotate import selectors as annotate_selectors
-from annotate.access import LEAD, project_view
-from annotate.models import Label, Membership, Project
+from annotate.access import LEAD, WATCHERS, ProjectRequest, project_view
+from annotate.models import Label, Project
 from learner import charts, selectors, services
 from learner.adaptation import ADAPT_MAX_STEPS, ADAPT_STEPS, adaptation_request, adapted_encoder
 from learner.base_models import BaseModelUnavailable, base_model_choices
@@ -40,7 +40,6 @@ from learner.ml.config import BOUNDS
 from learner.ml.strategies import STRATEGIES
 from learner.models import DriftAlert, ExportJob, LearnerSettings, Round
 
-WATCHERS = (Membership.Role.LEAD, Membership.Role.REVIEWER, Membership.Role.VIEWER)
 ROUNDS_PER_PAGE = 50
 # htmx stops polling when a poll is answered with this status.
 STOP_POLLING = 286
@@ -163,16 +162,16 @@ def _optional_int(value: str | None) -> int | None:
 
 
 @project_view(*WATCHERS)
-def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
-    project = request.project  # type: ignore[attr-defined]
+def dashboard(request: ProjectRequest, pk: int) -> HttpResponse:
+    project = request.project
     number = _optional_int(request.GET.get("round"))
     context = {"project": project, **_results_context(project, number)}
-    if request.htmx:  # type: ignore[attr-defined]
+    if request.htmx:
         return render(request, "learner/dashboard.html#results", context)
     distribution = selectors.label_distribution(project)
     context.update(
         _status_context(project),
-        membership=request.membership,  # type: ignore[attr-defined]
+        membership=request.membership,
         label_svg=charts.bar_chart(
             [charts.Bar(d.name, d.count, d.colour) for d in distribution],
             title="Final labels per class", value_digits=0,
@@ -239,8 +238,8 @@ def _monitoring_context(project: Project, day: str | None) -> dict:
 
 @project_view(*LEAD)
 @require_POST
-def drift_alert_clear(request: HttpRequest, pk: int, alert_id: int) -> HttpResponse:
-    project = request.project  # type: ignore[attr-defined]
+def drift_alert_clear(request: ProjectRequest, pk: int, alert_id: int) -> HttpResponse:
+    project = request.project
     alert = get_object_or_404(DriftAlert, pk=alert_id, project=project)
     services.drift_alert_clear(alert=alert, user=request.user)
     messages.info(request, f"The drift alert of {alert.day.isoformat()} is cleared.")
@@ -248,7 +247,7 @@ def drift_alert_clear(request: HttpRequest, pk: int, alert_id: int) -> HttpRespo
 
 
 @project_view(*WATCHERS)
-def progress(request: HttpRequest, pk: int) -> HttpResponse:
+def progress(request: ProjectRequest, pk: int) -> HttpResponse:
     """The round-status panel, polled every 2 s while a round is queued or running. Once
     none is, it answers 286 (htmx stops polling) and fires an event on which the results
     panel reloads itself, so the new point appears without a page load; it fires the same
@@ -257,8 +256,8 @@ def progress(request: HttpRequest, pk: int) -> HttpResponse:
     The idle panel polls too (`?newest=` the newest round it shows), so a round that labels,
     a timer or another lead started appears on an open dashboard; while there is still no
     newer round it gets 204, which htmx swaps nothing for (a half-typed field survives)."""
-    project = request.project  # type: ignore[attr-defined]
-    context = {"project": project, "membership": request.membership,  # type: ignore[attr-defined]
+    project = request.project
+    context = {"project": project, "membership": request.membership,
                **_status_context(project)}
     newest = context["last"].number if context["last"] else 0
     if context["active"] is None and request.GET.get("newest") == str(newest):
@@ -274,10 +273,10 @@ def progress(request: HttpRequest, pk: int) -> HttpResponse:
     return response
 
 
-def _status_or_redirect(request: HttpRequest, project: Project, notice: str,
+def _status_or_redirect(request: ProjectRequest, project: Project, notice: str,
                         *, level: int = messages.INFO, to: str = "") -> HttpResponse:
-    if request.htmx:  # type: ignore[attr-defined]
-        context = {"project": project, "membership": request.membership,  # type: ignore[attr-defined]
+    if request.htmx:
+        context = {"project": project, "membership": request.membership,
                    **_status_context(project, notice)}
         return render(request, "learner/dashboard.html#status", context)
     messages.add_message(request, level, notice)
@@ -286,8 +285,8 @@ def _status_or_redirect(request: HttpRequest, project: Project, notice: str,
 
 @project_view(*LEAD)
 @require_POST
-def train_now(request: HttpRequest, pk: int) -> HttpResponse:
-    project = request.project  # type: ignore[attr-defined]
+def train_now(request: ProjectRequest, pk: int) -> HttpResponse:
+    project = request.project
     try:
         round = services.round_request(
             project=project, trigger=Round.Trigger.MANUAL, requested_by=request.user
@@ -311,10 +310,10 @@ def train_now(request: HttpRequest, pk: int) -> HttpResponse:
 
 @project_view(*LEAD)
 @require_POST
-def adapt(request: HttpRequest, pk: int) -> HttpResponse:
+def adapt(request: ProjectRequest, pk: int) -> HttpResponse:
     """Queues a domain adaptation of the encoder (learner.adaptation) with the steps asked
     for, bounded so one request cannot occupy the worker for hours."""
-    project = request.project  # type: ignore[attr-defined]
+    project = request.project
     try:
         steps = int(request.POST.get("steps", ADAPT_STEPS))
     except ValueError:
@@ -347,10 +346,10 @@ FINAL_FORM = {
 
 @project_view(*LEAD)
 @require_POST
-def final_model(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+def final_model(request: ProjectRequest, pk: int, number: int) -> HttpResponse:
     """Queues a final model searched from round `number` (learner.finalmodel), with the
     trials and time budget asked for, within their bounds."""
-    project = request.project  # type: ignore[attr-defined]
+    project = request.project
     source = selectors.round_get(project, number)
     back = "learner:round" if request.POST.get("from") == "round" else ""
     try:
@@ -384,8 +383,8 @@ def _final_answer(request: HttpRequest, project: Project, notice: str, level: in
 
 @project_view(*LEAD)
 @require_POST
-def round_cancel(request: HttpRequest, pk: int, number: int) -> HttpResponse:
-    project = request.project  # type: ignore[attr-defined]
+def round_cancel(request: ProjectRequest, pk: int, number: int) -> HttpResponse:
+    project = request.project
     round = selectors.round_get(project, number)
     if not round.is_active:
         notice = f"Round {number} is {round.get_status_display().lower()}: nothing to cancel."
@@ -403,8 +402,8 @@ def round_cancel(request: HttpRequest, pk: int, number: int) -> HttpResponse:
 
 
 @project_view(*WATCHERS)
-def rounds(request: HttpRequest, pk: int) -> HttpResponse:
-    project = request.project  # type: ignore[attr-defined]
+def rounds(request: ProjectRequest, pk: int) -> HttpResponse:
+    project = request.project
     page = Paginator(selectors.rounds_of(project), ROUNDS_PER_PAGE).get_page(
         request.GET.get("page")
     )
@@ -413,17 +412,17 @@ def rounds(request: HttpRequest, pk: int) -> HttpResponse:
             round.started_at and round.finished_at) else None
         round.took = duration_text(took)
     return render(request, "learner/rounds.html", {"project": project, "page": page,
-                                                   "membership": request.membership})  # type: ignore[attr-defined]
+                                                   "membership": request.membership})
 
 
 @project_view(*WATCHERS)
-def round_detail(request: HttpRequest, pk: int, number: int) -> HttpResponse:
-    project = request.project  # type: ignore[attr-defined]
+def round_detail(request: ProjectRequest, pk: int, number: int) -> HttpResponse:
+    project = request.project
     round = selectors.round_get(project, number)
     labels = annotate_selectors.labels_of(project)
     context = {
         "project": project,
-        "membership": request.membership,  # type: ignore[attr-defined]
+        "membership": request.membership,
         "round": round,
         "eta": duration_text(round.eta_seconds),
         "config": _config_rows(round.config or {}),
@@ -441,14 +440,14 @@ def round_detail(request: HttpRequest, pk: int, number: int) -> HttpResponse:
 
 
 @project_view(*WATCHERS)
-def round_exports(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+def round_exports(request: ProjectRequest, pk: int, number: int) -> HttpResponse:
     """The round page's exports panel, polled every 2 s while an export is queued or
     running (the worker writes its phase, steps and time left on the job's row); once
     none is, it answers 286 and htmx stops polling."""
-    project = request.project  # type: ignore[attr-defined]
+    project = request.project
     round = selectors.round_get(project, number)
     response = render(request, "learner/round.html#exports", {
-        "project": project, "membership": request.membership,  # type: ignore[attr-defined]
+        "project": project, "membership": request.membership,
         "round": round, "export_formats": ExportJob.Format.choices,
     })
     if not selectors.export_jobs_active(round):
@@ -674,8 +673,8 @@ class LearnerSettingsForm(forms.ModelForm):
 
 
 @project_view(*LEAD)
-def learner_settings(request: HttpRequest, pk: int) -> HttpResponse:
-    project = request.project  # type: ignore[attr-defined]
+def learner_settings(request: ProjectRequest, pk: int) -> HttpResponse:
+    project = request.project
     form = LearnerSettingsForm(request.POST or None,
                                instance=services.learner_settings_for(project))
     if request.method == "POST" and form.is_valid():
