@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import random
 from collections import Counter
 from collections.abc import Iterable
@@ -24,6 +25,7 @@ from django.db.models import (
     QuerySet,
     Value,
 )
+from django.db.models.fields.json import KeyTransform
 from django.http import Http404
 from django.utils import timezone
 
@@ -67,6 +69,52 @@ def projects_for(user: AbstractBaseUser) -> QuerySet[Membership]:
 
 def labels_of(project: Project) -> list[Label]:
     return list(project.labels.all())
+
+
+def documents_with_meta(documents: QuerySet[Document], pairs: Iterable[tuple[str, str]]
+                        ) -> QuerySet[Document]:
+    """`documents` whose metadata holds `value` under `key` for every (key, value) pair.
+    The key is taken literally (meta__<key> would parse "__" and lookup names in it); a
+    value that reads as a JSON number or boolean matches that too ("n=7")."""
+    for n, (key, value) in enumerate(pairs):
+        alias = f"meta_filter_{n}"
+        documents = documents.alias(**{alias: KeyTransform(key, "meta")})
+        match = Q(**{alias: value})
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, int | float | bool):
+            match |= Q(**{alias: parsed})
+        documents = documents.filter(match)
+    return documents
+
+
+def guideline_version_get(project: Project, version: int) -> GuidelineVersion:
+    """Guideline version `version` of the project, with its author; 404 when none."""
+    shown = GuidelineVersion.objects.select_related("created_by").filter(
+        project=project, version=version).first()
+    if shown is None:
+        raise Http404("No such guideline version")
+    return shown
+
+
+def annotations_visible(membership: Membership, user: AbstractBaseUser, *,
+                        annotator: str | None = None, document_id: int | None = None
+                        ) -> QuerySet[Annotation]:
+    """The project's answers `user` may read, oldest first: everyone's, except for an
+    annotator of a project that keeps annotators to their own. Optionally one annotator's
+    (by username) or one document's."""
+    project = membership.project
+    annotations = Annotation.objects.filter(document__project=project).select_related(
+        "annotator", "guideline_version", "import_job").order_by("id")
+    if membership.role == Membership.Role.ANNOTATOR and not project.annotators_see_others:
+        annotations = annotations.filter(annotator=user)
+    if annotator:
+        annotations = annotations.filter(annotator__username=annotator)
+    if document_id is not None:
+        annotations = annotations.filter(document_id=document_id)
+    return annotations
 
 
 def guideline_current(project: Project) -> GuidelineVersion | None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
@@ -36,6 +37,11 @@ def token_create(
         expires_at=timezone.now() + timedelta(days=days) if days is not None else None,
     )
     return token, key
+
+
+def tokens_of(user: AbstractBaseUser) -> QuerySet[ApiToken]:
+    """The user's API keys (digests and metadata only: a key is shown once, at creation)."""
+    return ApiToken.objects.filter(user=user)
 
 
 def token_revoke(*, user: AbstractBaseUser, token_id: int) -> bool:

@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from django.db import transaction
-from django.db.models import OuterRef, Q, QuerySet, Subquery
-from django.db.models.fields.json import KeyTransform
+from django.db.models import QuerySet
 from django.http import FileResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -37,11 +36,10 @@ from annotate import selectors, services
 from annotate.access import ANNOTATORS, LEAD, MEMBERS, REVIEWERS, WATCHERS
 from annotate.io import exporters
 from annotate.io.importer import documents_import
-from annotate.models import Annotation, Document, GuidelineVersion, Label, Membership, Project
+from annotate.models import Annotation, Document, Label, Membership, Project
 from api import serializers as s
-from api.authentication import token_create, token_revoke
+from api.authentication import token_create, token_revoke, tokens_of
 from api.exceptions import Conflict
-from api.models import ApiToken
 from api.permissions import ReadOnlyKeys, SessionOnlyForWrites
 from api.throttles import PredictThrottle, TokenCreateThrottle
 from learner import export as model_export
@@ -49,7 +47,7 @@ from learner import inference
 from learner import selectors as learner_selectors
 from learner import services as learner_services
 from learner.finalmodel import FinalModelRefused, final_model_request
-from learner.models import ExportJob, Prediction, Round
+from learner.models import ExportJob, Round
 
 ERRORS = {code: s.ErrorSerializer for code in (400, 401, 403, 404, 409)}
 META_KEY = re.compile(r"^[A-Za-z0-9_\-]{1,100}$")
@@ -264,8 +262,7 @@ class GuidelineDetailView(ProjectScoped, APIView):
     @extend_schema(summary="Get one guideline version",
                    parameters=[PROJECT_ID], responses=responses({200: s.GuidelineSerializer}))
     def get(self, request: Request, pk: int, version: int) -> Response:
-        shown = get_object_or_404(GuidelineVersion.objects.select_related("created_by"),
-                                  project=self.project, version=version)
+        shown = selectors.guideline_version_get(self.project, version)
         return Response(s.GuidelineSerializer(shown).data)
 
 
@@ -317,37 +314,26 @@ class DocumentListView(ProjectScoped, generics.ListAPIView):
             raise BadRequest({"status": [f"Choose one of {choices}."]})
         documents = selectors.document_list(project=self.project, status=status_filter,
                                             label_id=label_id, q=params.get("q", "")[:200])
-        for n, pair in enumerate(params.getlist("meta")):
+        pairs = []
+        for pair in params.getlist("meta"):
             key, sep, value = pair.partition("=")
             if not sep or not META_KEY.match(key):
                 raise BadRequest({"meta": ["Use meta=key=value (key: letters, digits, _ -)."]})
-            # KeyTransform takes the key literally (meta__<key> would parse "__" and lookup
-            # names in it); JSON numbers and booleans match their text too ("n=7").
-            alias = f"meta_filter_{n}"
-            documents = documents.alias(**{alias: KeyTransform(key, "meta")})
-            match = Q(**{alias: value})
-            try:
-                parsed = json.loads(value)
-            except ValueError:
-                parsed = None
-            if isinstance(parsed, int | float | bool):
-                match |= Q(**{alias: parsed})
-            documents = documents.filter(match)
+            pairs.append((key, value))
+        documents = selectors.documents_with_meta(documents, pairs)
         ordering = params.get("ordering", "id")
         if ordering not in {"id", "-id", "score", "-score"}:
             raise BadRequest({"ordering": ["Choose id, -id, score or -score."]})
         number = params.get("round")
         if number:
             round = self._round(number)
-            score = Prediction.objects.filter(round=round, document=OuterRef("pk"))
-            documents = documents.annotate(round_score=Subquery(score.values("score")[:1]))
-            for param, lookup in (("score_min", "gte"), ("score_max", "lte")):
-                if params.get(param):
-                    try:
-                        bound = float(params[param])
-                    except ValueError:
-                        raise BadRequest({param: ["Not a number."]}) from None
-                    documents = documents.filter(**{f"round_score__{lookup}": bound})
+            bounds: dict[str, float | None] = {}
+            for param in ("score_min", "score_max"):
+                try:
+                    bounds[param] = float(params[param]) if params.get(param) else None
+                except ValueError:
+                    raise BadRequest({param: ["Not a number."]}) from None
+            documents = learner_selectors.documents_with_round_score(documents, round, **bounds)
         elif "score" in ordering or params.get("score_min") or params.get("score_max"):
             raise BadRequest({"round": ["Score filters and ordering need ?round=N."]})
         if "score" in ordering:
@@ -438,20 +424,10 @@ class AnnotationListView(ProjectScoped, generics.ListAPIView):
         return context
 
     def get_queryset(self) -> QuerySet[Annotation]:
-        annotations = Annotation.objects.filter(document__project=self.project).select_related(
-            "annotator", "guideline_version", "import_job"
-        ).order_by("id")
-        sees_all = self.membership.role != Membership.Role.ANNOTATOR or (
-            self.project.annotators_see_others
-        )
-        if not sees_all:
-            annotations = annotations.filter(annotator=self.request.user)
         params = self.request.query_params
-        if params.get("annotator"):
-            annotations = annotations.filter(annotator__username=params["annotator"])
-        if params.get("document"):
-            annotations = annotations.filter(document_id=_id(params["document"], "document"))
-        return annotations
+        return selectors.annotations_visible(
+            self.membership, self.request.user, annotator=params.get("annotator") or None,
+            document_id=_id(params["document"], "document") if params.get("document") else None)
 
     @extend_schema(summary="List annotations", parameters=[
         PROJECT_ID,
@@ -694,7 +670,7 @@ class RoundExportListView(ProjectScoped, APIView):
                    responses=responses({200: s.ExportJobSerializer(many=True)}))
     def get(self, request: Request, pk: int, number: int) -> Response:
         round = learner_selectors.round_get(self.project, number)
-        jobs = ExportJob.objects.filter(round=round).select_related("round")
+        jobs = learner_selectors.export_jobs_of(round, limit=None)
         return Response(s.ExportJobSerializer(jobs, many=True,
                                               context={"request": request}).data)
 
@@ -726,8 +702,7 @@ class ExportJobMixin(ProjectScoped):
     read_roles = WATCHERS
 
     def job(self, job_id: int) -> ExportJob:
-        return get_object_or_404(ExportJob.objects.select_related("round"), pk=job_id,
-                                 round__project=self.project)
+        return learner_selectors.export_job_get(self.project, job_id)
 
 
 class ExportJobView(ExportJobMixin, APIView):
@@ -850,8 +825,7 @@ class TokenListView(APIView):
     @extend_schema(summary="List your API keys",
                    responses=responses({200: s.TokenSerializer(many=True)}))
     def get(self, request: Request) -> Response:
-        return Response(s.TokenSerializer(ApiToken.objects.filter(user=request.user),
-                                          many=True).data)
+        return Response(s.TokenSerializer(tokens_of(request.user), many=True).data)
 
     @extend_schema(summary="Create an API key", request=s.TokenCreateSerializer,
                    responses=responses({201: s.TokenCreatedSerializer}, throttled=True),

@@ -16,7 +16,18 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.db.models import Avg, BooleanField, Count, F, Max, Min, QuerySet, Value
+from django.db.models import (
+    Avg,
+    BooleanField,
+    Count,
+    F,
+    Max,
+    Min,
+    OuterRef,
+    QuerySet,
+    Subquery,
+    Value,
+)
 from django.db.models.functions import Coalesce, Floor, TruncDate, TruncMinute
 from django.http import Http404
 from django.utils import timezone
@@ -115,9 +126,34 @@ def export_for_serving(project: Project, export_id: int) -> ExportJob | None:
     return _with_recording(jobs, "round__project").first()
 
 
-def export_jobs_of(round: Round, *, limit: int = 20) -> list[ExportJob]:
-    """The round's latest model exports, newest first."""
-    return list(ExportJob.objects.filter(round=round).order_by("-created_at", "-id")[:limit])
+def export_jobs_of(round: Round, *, limit: int | None = 20) -> list[ExportJob]:
+    """The round's latest model exports, newest first (every one with `limit` None)."""
+    jobs = ExportJob.objects.filter(round=round).select_related("round").order_by(
+        "-created_at", "-id")
+    return list(jobs if limit is None else jobs[:limit])
+
+
+def export_job_get(project: Project, job_id: int) -> ExportJob:
+    """Export job `job_id` of one of the project's rounds, with its round; 404 otherwise."""
+    job = ExportJob.objects.select_related("round").filter(
+        pk=job_id, round__project=project).first()
+    if job is None:
+        raise Http404("No such export job")
+    return job
+
+
+def documents_with_round_score(documents: QuerySet[Any], round: Round, *,
+                               score_min: float | None = None, score_max: float | None = None
+                               ) -> QuerySet[Any]:
+    """`documents` annotated with `round_score`: the round's strategy score of each (None
+    where the round did not score it), kept to [score_min, score_max] where given."""
+    score = Prediction.objects.filter(round=round, document=OuterRef("pk"))
+    documents = documents.annotate(round_score=Subquery(score.values("score")[:1]))
+    if score_min is not None:
+        documents = documents.filter(round_score__gte=score_min)
+    if score_max is not None:
+        documents = documents.filter(round_score__lte=score_max)
+    return documents
 
 
 def export_jobs_active(round: Round) -> bool:
