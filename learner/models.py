@@ -111,7 +111,25 @@ class RoundQuerySet(models.QuerySet):
         return self.exclude(trigger=Round.Trigger.ADAPT)
 
 
-class Round(models.Model):
+class Progressed:
+    """What a job row with `status`, `step` and `total_steps` (a round, an export) shows of
+    its progress; the class names its ACTIVE statuses."""
+
+    ACTIVE: tuple[str, ...]
+    status: str
+    step: int
+    total_steps: int
+
+    @property
+    def percent(self) -> float:
+        return round(100 * self.step / self.total_steps, 1) if self.total_steps else 0.0
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+
+class Round(Progressed, models.Model):
     """One training round of a project's model, and the job row the worker claims.
 
     Status: queued (waiting for a worker) -> running (claimed; heartbeat_at moves while it
@@ -198,14 +216,6 @@ class Round(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project} round {self.number} ({self.status})"
-
-    @property
-    def percent(self) -> float:
-        return round(100 * self.step / self.total_steps, 1) if self.total_steps else 0.0
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in self.ACTIVE
 
 
 class Prediction(models.Model):
@@ -303,7 +313,7 @@ class DriftAlert(models.Model):
         return f"Drift of round {self.round_id} on {self.day}"
 
 
-class ExportJob(models.Model):
+class ExportJob(Progressed, models.Model):
     """One export of a finished round's model, and the job row the export worker claims.
 
     Status: queued -> running (claimed) -> done (path holds the zip) | failed (error).
@@ -360,11 +370,3 @@ class ExportJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.format} export of {self.round} ({self.status})"
-
-    @property
-    def percent(self) -> float:
-        return round(100 * self.step / self.total_steps, 1) if self.total_steps else 0.0
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in self.ACTIVE
