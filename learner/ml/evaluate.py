@@ -1,8 +1,9 @@
 """Metrics for a classifier's probabilities, and learning-curve bookkeeping.
 
 Everything returned is plain JSON-able data (floats, ints, lists, dicts of them), so it
-can be stored on a Round row or in ``labelwise.json`` as is. NumPy only: no sklearn at
-import time (tests check these numbers against sklearn).
+can be stored on a Round row or in ``labelwise.json`` as is. Precision, recall and F1 are
+scikit-learn's (imported where used, so importing this module stays cheap); expected
+calibration error, which scikit-learn lacks, is computed here.
 """
 
 from __future__ import annotations
@@ -16,19 +17,6 @@ if TYPE_CHECKING:
     from learner.ml.tasks import Task
 
 ECE_BINS = 15
-
-
-def _f1(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
-    denom = precision + recall
-    return np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
-
-
-def _prf(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per-class precision, recall, F1; 0 where undefined (sklearn's zero_division=0)."""
-    tp, fp, fn = (np.asarray(a, dtype=np.float64) for a in (tp, fp, fn))
-    precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=(tp + fp) > 0)
-    recall = np.divide(tp, tp + fn, out=np.zeros_like(tp), where=(tp + fn) > 0)
-    return precision, recall, _f1(precision, recall)
 
 
 def expected_calibration_error(
@@ -68,24 +56,32 @@ def evaluate(
     k list, rows = true, columns = predicted) where the task has one. What accuracy and
     calibration mean per task: ``Task.counts``.
     """
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
     probs = np.asarray(probs, dtype=np.float64)
     k = len(labels)
     if probs.ndim != 2 or probs.shape[1] != k:
         raise ValueError(f"probs must be (n, {k}), got {probs.shape}")
     n = len(probs)
-    counts = task.counts(y_true, probs, thresholds)
-    tp, fp, fn, support = counts["tp"], counts["fp"], counts["fn"], counts["support"]
-    accuracy, ece, confusion = counts["accuracy"], counts["ece"], counts["confusion"]
-
-    precision, recall, f1 = _prf(tp, fp, fn)
-    micro_p, micro_r, micro_f1 = _prf(tp.sum(keepdims=True), fp.sum(keepdims=True),
-                                      fn.sum(keepdims=True))
+    # Both tasks as (n, k) indicator matrices: scikit-learn scores the labels of a
+    # single-label task one-hot exactly as it scores the class indices.
+    truth = task.indicator(y_true, k)
+    pred = task.indicator(task.decode(probs, thresholds), k)
+    if n and k:
+        precision, recall, f1, support = precision_recall_fscore_support(
+            truth, pred, average=None, zero_division=0)
+        micro_f1 = precision_recall_fscore_support(
+            truth, pred, average="micro", zero_division=0)[2]
+    else:
+        precision = recall = f1 = np.zeros(k)
+        support = np.zeros(k, dtype=np.int64)
+        micro_f1 = 0.0
     total_support = support.sum()
     result: dict[str, Any] = {
         "n": int(n),
-        "accuracy": accuracy,
+        "accuracy": float(accuracy_score(truth, pred)) if n else 0.0,
         "macro_f1": float(f1.mean()) if k else 0.0,
-        "micro_f1": float(micro_f1[0]),
+        "micro_f1": float(micro_f1),
         "weighted_f1": float((f1 * support).sum() / total_support) if total_support else 0.0,
         "per_class": {
             label: {
@@ -96,11 +92,32 @@ def evaluate(
             }
             for j, label in enumerate(labels)
         },
-        "expected_calibration_error": ece,
+        "expected_calibration_error": task.ece(probs, np.asarray(y_true), thresholds)
+        if n else 0.0,
     }
+    confusion = task.confusion(y_true, probs, thresholds)
     if confusion is not None:
         result["confusion_matrix"] = confusion
     return result
+
+
+def present_macro_f1(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Macro-F1 of each of ``s`` stacked samples, ``truth`` and ``pred`` (n, s, k)
+    indicator arrays, over the labels present in that sample's truth or predictions
+    (scikit-learn's default label set, so a group of documents without some label is not
+    charged for it); (s,). One scikit-learn call scores every sample's labels side by side
+    as columns, since a call per sample costs milliseconds and a bootstrap makes a
+    thousand."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    n, s, k = truth.shape
+    if n == 0 or k == 0:
+        return np.zeros(s)
+    columns = truth.reshape(n, s * k), pred.reshape(n, s * k)
+    f1 = precision_recall_fscore_support(*columns, average=None, zero_division=0)[2]
+    present = (columns[0].sum(axis=0) + columns[1].sum(axis=0)).reshape(s, k) > 0
+    return np.where(present, f1.reshape(s, k), 0.0).sum(axis=1) / np.maximum(
+        present.sum(axis=1), 1)
 
 
 def area_under_curve(xs: Sequence[float], ys: Sequence[float]) -> float:

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from learner.ml.evaluate import present_macro_f1
+
 if TYPE_CHECKING:
     from learner.ml.tasks import Task
 
@@ -175,6 +177,8 @@ GROUP_MAX_VALUES = 20
 OTHER = "(other)"
 MISSING = "(none)"
 BOOTSTRAP_SAMPLES = 1000
+# Indicator cells one scoring call of the bootstrap holds (int8: this many bytes, twice).
+BOOTSTRAP_CELLS = 4_000_000
 
 
 def bootstrap_interval(truth: np.ndarray, pred: np.ndarray, *, task: Task,
@@ -186,9 +190,14 @@ def bootstrap_interval(truth: np.ndarray, pred: np.ndarray, *, task: Task,
     if n == 0:
         return 0.0, 0.0
     rng = np.random.default_rng(seed)
-    truth, pred = np.asarray(truth), np.asarray(pred)
-    values = [task.macro_f1(truth[rows], pred[rows])
-              for rows in rng.integers(0, n, size=(samples, n))]
+    k = task.label_count(truth, pred)
+    truth, pred = task.indicator(truth, k), task.indicator(pred, k)
+    resamples = rng.integers(0, n, size=(samples, n))
+    # Scored a chunk of resamples at a time: (n, chunk, k) indicator cells, bounded.
+    chunk = max(1, BOOTSTRAP_CELLS // max(n * k, 1))
+    values = np.concatenate([
+        present_macro_f1(truth[rows].transpose(1, 0, 2), pred[rows].transpose(1, 0, 2))
+        for rows in np.array_split(resamples, range(chunk, samples, chunk))])
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return float(low), float(high)

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from learner.ml.evaluate import present_macro_f1
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
@@ -135,19 +137,30 @@ class Task(ABC):
     # -- metrics and calibration ------------------------------------------------------
 
     @abstractmethod
-    def counts(self, y_true: Any, probs: np.ndarray, thresholds: Thresholds = None
-               ) -> dict[str, Any]:
-        """Per-label tp, fp, fn, support (k,), accuracy, expected calibration error and a
-        confusion matrix (None where the task has none): what ``evaluate`` reports from."""
+    def confusion(self, y_true: Any, probs: np.ndarray, thresholds: Thresholds = None
+                  ) -> list[list[int]] | None:
+        """The k x k confusion matrix (rows true, columns predicted) where the task has
+        one, else None."""
 
     score_key: ClassVar[str]
     """The ``evaluate`` key a validation split is judged by."""
 
+    def indicator(self, values: Any, n_labels: int) -> np.ndarray:
+        """(n, k) 0/1 int8 matrix of targets or decoded predictions: the form
+        scikit-learn's metrics take for every task."""
+        return (self.hard_rows(np.asarray(values), n_labels) > 0.5).astype(np.int8)
+
     @abstractmethod
+    def label_count(self, *decoded: np.ndarray) -> int:
+        """How many labels these targets or decoded predictions need, at least."""
+
     def macro_f1(self, truth: np.ndarray, pred: np.ndarray) -> float:
         """Macro-F1 of decoded predictions over the labels present in the truth or the
-        predictions (sklearn's default label set), so a group of documents without some
-        label is not charged for it."""
+        predictions (scikit-learn's default label set), so a group of documents without
+        some label is not charged for it."""
+        k = self.label_count(truth, pred)
+        t, p = self.indicator(truth, k), self.indicator(pred, k)
+        return float(present_macro_f1(t[:, None], p[:, None])[0])
 
     @abstractmethod
     def exact(self, truth: np.ndarray, pred: np.ndarray) -> np.ndarray:

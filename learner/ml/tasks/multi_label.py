@@ -15,7 +15,6 @@ import numpy as np
 from learner.ml.calibration import sigmoid, tune_thresholds
 from learner.ml.evaluate import expected_calibration_error
 from learner.ml.tasks.base import Task, Thresholds, logistic_regression
-from learner.ml.tasks.single_label import _mean_f1
 
 if TYPE_CHECKING:
     import torch
@@ -183,26 +182,12 @@ class MultiLabel(Task):
 
     # -- metrics and calibration ------------------------------------------------------
 
-    def counts(self, y_true: Any, probs: np.ndarray, thresholds: Thresholds = None
-               ) -> dict[str, Any]:
-        """Accuracy is exact-match (subset) accuracy; calibration is measured over every
-        (text, label) probability as a binary prediction."""
-        n, k = probs.shape
-        truth = np.asarray(y_true).reshape(n, k) > 0.5
-        pred = probs >= _cut(thresholds)
-        confidence = np.where(pred, probs, 1 - probs).ravel()
-        return {
-            "tp": (pred & truth).sum(axis=0), "fp": (pred & ~truth).sum(axis=0),
-            "fn": (~pred & truth).sum(axis=0), "support": truth.sum(axis=0),
-            "accuracy": float((pred == truth).all(axis=1).mean()) if n else 0.0,
-            "ece": expected_calibration_error(confidence, (pred == truth).ravel()),
-            "confusion": None,
-        }
+    def confusion(self, y_true: Any, probs: np.ndarray, thresholds: Thresholds = None
+                  ) -> list[list[int]] | None:
+        return None  # labels are not exclusive: no one predicted label per true one
 
-    def macro_f1(self, truth: np.ndarray, pred: np.ndarray) -> float:
-        t, p = np.asarray(truth) > 0.5, np.asarray(pred) > 0.5
-        tp, fp, fn = (t & p).sum(0), (~t & p).sum(0), (t & ~p).sum(0)
-        return _mean_f1(tp, fp, fn, np.asarray((t | p).any(axis=0)))
+    def label_count(self, *decoded: np.ndarray) -> int:
+        return int(np.shape(decoded[0])[1])
 
     def exact(self, truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
         return (np.asarray(truth) == np.asarray(pred)).all(axis=1)

@@ -194,31 +194,18 @@ class SingleLabel(Task):
 
     # -- metrics and calibration ------------------------------------------------------
 
-    def counts(self, y_true: Any, probs: np.ndarray, thresholds: Thresholds = None
-               ) -> dict[str, Any]:
-        n, k = probs.shape
-        truth = np.asarray(y_true, dtype=np.int64).reshape(n)
-        pred = self.decode(probs)
-        confusion = np.zeros((k, k), dtype=np.int64)
-        np.add.at(confusion, (truth, pred), 1)
-        tp = np.diag(confusion)
-        return {
-            "tp": tp, "fp": confusion.sum(axis=0) - tp, "fn": confusion.sum(axis=1) - tp,
-            "support": confusion.sum(axis=1),
-            "accuracy": float((pred == truth).mean()) if n else 0.0,
-            "ece": expected_calibration_error(probs.max(axis=1) if n else probs[:, 0],
-                                              pred == truth),
-            "confusion": confusion.tolist(),
-        }
+    def confusion(self, y_true: Any, probs: np.ndarray, thresholds: Thresholds = None
+                  ) -> list[list[int]] | None:
+        from sklearn.metrics import confusion_matrix
 
-    def macro_f1(self, truth: np.ndarray, pred: np.ndarray) -> float:
-        t, p = np.asarray(truth, dtype=np.int64), np.asarray(pred, dtype=np.int64)
-        k = int(max(t.max(initial=-1), p.max(initial=-1))) + 1
-        tp = np.bincount(t[t == p], minlength=k)
-        fp = np.bincount(p, minlength=k) - tp
-        fn = np.bincount(t, minlength=k) - tp
-        present = (np.bincount(t, minlength=k) + np.bincount(p, minlength=k)) > 0
-        return _mean_f1(tp, fp, fn, present)
+        k = probs.shape[1]
+        if len(probs) == 0:
+            return np.zeros((k, k), dtype=np.int64).tolist()
+        return confusion_matrix(np.asarray(y_true, dtype=np.int64).reshape(len(probs)),
+                                self.decode(probs), labels=np.arange(k)).tolist()
+
+    def label_count(self, *decoded: np.ndarray) -> int:
+        return max(int(np.asarray(a, dtype=np.int64).max(initial=-1)) for a in decoded) + 1
 
     def exact(self, truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
         return np.asarray(truth) == np.asarray(pred)
@@ -275,10 +262,3 @@ class SingleLabel(Task):
         a[np.arange(len(a)), a.argmax(axis=1)] -= 1.0
         return a
 
-
-def _mean_f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, present: np.ndarray) -> float:
-    if not present.any():
-        return 0.0
-    denom = 2 * tp + fp + fn
-    f1 = np.divide(2 * tp, denom, out=np.zeros(len(denom)), where=denom > 0)
-    return float(f1[present].mean())

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from learner.ml import monitoring
 from learner.ml.monitoring import (
     CONFIDENCE_BINS,
     GROUP_MIN_COUNT,
@@ -148,3 +149,20 @@ def test_a_group_under_the_minimum_count_is_listed_but_not_flagged() -> None:
                                                   )["fields"]["f"]}
     assert rows["small"]["macro_f1"] == 0.0 and not rows["small"]["judged"]
     assert not rows["small"]["flagged"]
+
+
+@pytest.mark.parametrize("cells", [monitoring.BOOTSTRAP_CELLS, 50])
+def test_bootstrap_interval_is_the_percentiles_of_resampled_macro_f1(cells, monkeypatch):
+    """Every resample scored as scikit-learn scores it alone, however the resamples are
+    chunked (50 cells: a chunk per resample)."""
+    monkeypatch.setattr(monitoring, "BOOTSTRAP_CELLS", cells)
+    rng = np.random.default_rng(3)
+    truth = rng.integers(0, 4, 40)
+    pred = np.where(rng.random(40) < 0.6, truth, rng.integers(0, 4, 40))
+    low, high = monitoring.bootstrap_interval(truth, pred, task=SINGLE_LABEL, samples=200,
+                                              seed=7)
+    resamples = np.random.default_rng(7).integers(0, 40, size=(200, 40))
+    reference = [skm.f1_score(truth[rows], pred[rows], average="macro", zero_division=0)
+                 for rows in resamples]
+    assert (low, high) == pytest.approx(tuple(np.percentile(reference, [2.5, 97.5])))
+    assert low < skm.f1_score(truth, pred, average="macro") < high

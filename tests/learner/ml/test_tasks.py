@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import f1_score
 
 from learner.ml.config import TrainConfig
+from learner.ml.evaluate import evaluate
 from learner.ml.tasks import (
     MULTI_LABEL,
     SINGLE_LABEL,
@@ -100,14 +102,35 @@ def test_the_linear_head_learns_separable_answers(task: Task) -> None:
 def test_metrics_count_what_decoding_predicts(task: Task) -> None:
     targets = task.targets(ANSWERS, 3)
     probs = task.activate(LOGITS)
-    counts = task.counts(targets, probs)
+    result = evaluate(targets, probs, ["a", "b", "c"], task=task)
     predicted = task.predicted_lists(probs)
-    hits = sum(len(set(p) & set(t)) for p, t in zip(predicted, ANSWERS, strict=True))
-    assert int(np.sum(counts["tp"])) == hits
-    assert int(np.sum(counts["support"])) == sum(len(t) for t in ANSWERS)
+    hits = [sum(j in p and j in t for p, t in zip(predicted, ANSWERS, strict=True))
+            for j in range(3)]
+    support = [sum(j in t for t in ANSWERS) for j in range(3)]
+    per_class = result["per_class"].values()
+    assert [row["support"] for row in per_class] == support
+    assert [round(row["recall"] * s) for row, s in zip(per_class, support, strict=True)] \
+        == hits
     assert 0.0 <= task.ece(probs, targets) <= 1.0
-    assert counts["accuracy"] == pytest.approx(float(task.exact(targets,
+    assert result["accuracy"] == pytest.approx(float(task.exact(targets,
                                                                 task.decode(probs)).mean()))
+
+
+def test_macro_f1_counts_only_the_labels_present(task: Task) -> None:
+    """A group without some label is not charged for it: scikit-learn's default label
+    set, for both tasks."""
+    answers = ANSWERS[:3]  # no document is, nor is predicted, label 2
+    targets = task.targets(answers, 3)
+    pred = task.targets([[0], [0], [1]], 3)  # decoded predictions take the targets' shape
+    present = sorted({j for row in answers for j in row}
+                     | {j for row in task.label_lists(pred) for j in row})
+    assert 2 not in present
+    expected = f1_score(task.indicator(targets, 3), task.indicator(pred, 3),
+                        labels=present, average="macro", zero_division=0)
+    assert task.macro_f1(targets, pred) == pytest.approx(expected)
+    charged = f1_score(task.indicator(targets, 3), task.indicator(pred, 3),
+                       average="macro", zero_division=0)
+    assert task.macro_f1(targets, pred) > charged
 
 
 def test_distillation_rows_and_losses_prefer_the_truth(task: Task) -> None:
