@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import socket
 import tempfile
@@ -47,6 +48,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.template.loader import render_to_string
 from django.utils import timezone
 
 from annotate.models import Document
@@ -341,177 +343,60 @@ def model_card(
     }
 
 
+RUNG_DESCRIPTIONS = {
+    "head": "a linear head on the frozen encoder", "full": "full fine-tuning",
+    "lora": "LoRA fine-tuning", "gradual": "gradual unfreezing",
+    "distilled": "a student distilled from the round's model, with fewer encoder layers",
+}
+
+
 def _card_markdown(card: dict[str, Any]) -> str:
-    task = task_for(card["task_type"])
+    """The model card's README.md: ``templates/learner/model_card.md`` filled from the
+    card's data. Values are formatted here where the template language cannot (a float
+    and a string print differently in one list); dicts are handed over as pairs, so a key
+    never collides with a method name in a template lookup."""
     metrics = card["holdout_metrics"] or {}
-    rung = {"head": "a linear head on the frozen encoder", "full": "full fine-tuning",
-            "lora": "LoRA fine-tuning", "gradual": "gradual unfreezing",
-            "distilled": "a student distilled from the round's model, with fewer encoder "
-                         "layers"}.get(
-        str(card["training_mode"]), str(card["training_mode"]))
-    calibration = card.get("calibration") or {}
-    lines = [
-        "---",
-        f"library_name: {'setfit' if card['format'] == 'hf' else 'onnx'}",
-        "pipeline_tag: text-classification",
-        f"base_model: {card['base_model']}",
-        "tags: [labelwise, active-learning, sentence-transformers]",
-        "---",
-        "",
-        f"# {card['name']}",
-        "",
-        f"A text classifier trained by Labelwise from `{card['base_model']}` ({rung}) on "
-        f"{card['n_train']} labelled documents of the project, guideline version "
-        f"{card['guideline_version']}. It reads each text as the base model was trained to "
-        "(its own pooling, in `modules.json`) and classifies that vector with a linear head "
-        f"whose probabilities are calibrated (temperature "
-        f"{calibration.get('temperature', 1.0):.3g}, fitted on held-out labels).",
-        "",
-        "## Use",
-        "",
-    ]
-    if card["format"] == "hf":
-        lines += [
-            "```python",
-            "from setfit import SetFitModel  # pip install setfit",
-            'model = SetFitModel.from_pretrained("FOLDER")',
-            'model.predict_proba(["some text"])  # calibrated probabilities, columns as '
-            '`labels` in labelwise.json',
-            'model.predict(["some text"])',
-            "```",
-            "",
-            "The folder is also a sentence-transformers model: "
-            '`SentenceTransformer("FOLDER").encode(texts)` gives the vectors the head reads.',
-            "",
-        ]
-    else:
-        filename = next(iter(card["files"]))
-        lines += [
-            "```python",
-            "import onnxruntime",
-            "from transformers import AutoTokenizer",
-            'tokenizer = AutoTokenizer.from_pretrained("FOLDER")',
-            f'session = onnxruntime.InferenceSession("FOLDER/{filename}")',
-            'batch = tokenizer(["some text"], truncation=True, padding=True, '
-            'return_tensors="np")',
-            'probabilities = session.run(["probabilities"], {k: batch[k] for k in '
-            '("input_ids", "attention_mask")})[0]',
-            "```",
-            "",
-            "The graph holds the pooling, the head and the temperature: its outputs are the "
-            "calibrated `logits` and `probabilities` (columns as `labels` in labelwise.json).",
-            "",
-        ]
-    if task.card_note:
-        lines += [task.card_note, ""]
-    lines += [
-        "## Labels",
-        "",
-        "| label | training examples |",
-        "| --- | --- |",
-        *(f"| {name} | {card['label_counts'].get(name, 0)} |" for name in card["labels"]),
-        "",
-        "## Holdout metrics",
-        "",
-    ]
-    if metrics:
-        lines += [f"- {key}: {value:.4f}" if isinstance(value, float) else f"- {key}: {value}"
-                  for key, value in metrics.items()]
-    else:
-        lines.append("No holdout was reserved, so there are no held-out metrics.")
-    lines += _groups_markdown(card.get("groups"))
-    lines += _search_markdown(card.get("search"))
-    if card["onnx"]:
-        onnx = card["onnx"]
-        lines += ["", "## This ONNX file against the PyTorch model (holdout)", ""]
-        lines += [f"- {key}: {value}" for key, value in onnx.items()]
-    measured = card.get("measured")
-    if measured:
-        lines += ["", "## Measured at export (this file, the exporting machine)", ""]
-        lines += [f"- {key}: {value}" for key, value in measured.items()
-                  if not isinstance(value, dict)]
-        if measured.get("distillation"):
-            lines += [f"- distillation {key}: {value}"
-                      for key, value in measured["distillation"].items()]
-    lines += [
-        "",
-        "## Files",
-        "",
-        *(f"- {name}: {size / 1e6:.1f} MB" for name, size in card["files"].items()),
-        "",
-        "## Training",
-        "",
-        f"- data fingerprint: `{card['data_fingerprint']}`",
-        *(f"- {key}: {value}" for key, value in card["hyperparameters"].items()),
-        "",
-        "## Intended use",
-        "",
-        card["intended_use"],
-        "",
-        "## Limitations",
-        "",
-        *(f"- {item}" for item in card["limitations"]),
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _groups_markdown(groups: dict[str, Any] | None) -> list[str]:
-    """The holdout per metadata group, flagged groups first named, then a table per
-    field; nothing when the lead named no group fields."""
-    if not groups or not groups.get("fields"):
-        return []
-    flagged = [f"{field} = {row['value']}" for field, rows in groups["fields"].items()
-               for row in rows if row["flagged"]]
-    lines = [
-        "", "## Holdout by group", "",
-        f"Macro-F1 per metadata group with a 95% bootstrap interval; a group is flagged "
-        f"when it is more than {groups['margin']} below the whole holdout's "
-        f"({groups['overall_macro_f1']:.4f}).",
-        "",
-        ("Flagged: " + ", ".join(flagged) + "." if flagged else "No group is flagged."),
-    ]
-    for field, rows in groups["fields"].items():
-        lines += ["", f"| {field} | documents | macro-F1 | 95% interval | flagged |",
-                  "| --- | --- | --- | --- | --- |"]
-        lines += [f"| {row['value']} | {row['n']} | {row['macro_f1']:.4f} | "
-                  f"{row['macro_f1_low']:.4f}-{row['macro_f1_high']:.4f} | "
-                  f"{'yes' if row['flagged'] else ('too few' if not row['judged'] else 'no')} |"
-                  for row in rows]
-    return lines
-
-
-def _search_markdown(search: dict[str, Any] | None) -> list[str]:
-    """A final model's search: the space, then every trial's values and cross-validated
-    score, the pick marked; nothing for an ordinary round."""
-    if not search:
-        return []
-    names = [d["name"] for d in search["space"]]
-    lines = [
-        "", "## Hyperparameter search", "",
-        f"A final model: {search['trials_run']} trials over the {search['rung']} rung, each "
-        f"scored by {search['folds']}-fold cross-validation on the {search['n_labels']} "
-        f"training labels (never the holdout); {search['trials_pruned']} pruned, "
-        f"{search['stopped']}. The pick, trial {search['best']}, was trained on every "
-        "label and calibrated on its out-of-fold predictions.",
-        "", "Search space:", "",
-    ]
-    for d in search["space"]:
-        if "choices" in d:
-            lines.append(f"- {d['name']}: one of {', '.join(str(c) for c in d['choices'])}")
-        else:
-            lines.append(f"- {d['name']}: {d['low']:.3g} to {d['high']:.3g} ({d['kind']})")
-    lines += ["", "| trial | " + " | ".join(names) + " | fold scores | mean | |",
-              "| --- | " + " | ".join("---" for _ in names) + " | --- | --- | --- |"]
-    for t in search["trials"]:
-        values = " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v)
-                            for v in (t["params"].get(n) for n in names))
-        folds = ", ".join(f"{x:.4f}" for x in t["fold_scores"])
-        mean = "pruned" if t["mean"] is None else f"{t['mean']:.4f}"
-        note = "picked" if t["number"] == search["best"] else (
-            "default" if t.get("default") else "")
-        lines.append(f"| {t['number']} | {values} | {folds} | {mean} | {note} |")
-    return lines
+    search = card.get("search")
+    names = [d["name"] for d in search["space"]] if search else []
+    groups = card.get("groups") or {}
+    measured = card.get("measured") or {}
+    context = {
+        "card": card,
+        "format": card["format"],
+        "rung": RUNG_DESCRIPTIONS.get(str(card["training_mode"]), str(card["training_mode"])),
+        "temperature": (card.get("calibration") or {}).get("temperature", 1.0),
+        "onnx_file": next(iter(card["files"]), ""),
+        "task_note": task_for(card["task_type"]).card_note,
+        "label_counts": [(name, card["label_counts"].get(name, 0)) for name in card["labels"]],
+        "metrics": [(key, f"{value:.4f}" if isinstance(value, float) else value)
+                    for key, value in metrics.items()],
+        "group_tables": list((groups.get("fields") or {}).items()),
+        "flagged_groups": [f"{field} = {row['value']}"
+                           for field, rows in (groups.get("fields") or {}).items()
+                           for row in rows if row["flagged"]],
+        "search_names": names,
+        "search_space": [dict(d, choices=[str(c) for c in d["choices"]]) if "choices" in d
+                         else d for d in (search["space"] if search else [])],
+        "search_trials": [{
+            "number": t["number"],
+            "values": [f"{v:.3g}" if isinstance(v, float) else str(v)
+                       for v in (t["params"].get(n) for n in names)],
+            "folds": [f"{x:.4f}" for x in t["fold_scores"]],
+            "mean": "pruned" if t["mean"] is None else f"{t['mean']:.4f}",
+            "note": "picked" if t["number"] == search["best"] else (
+                "default" if t.get("default") else ""),
+        } for t in (search["trials"] if search else [])],
+        "onnx_items": list((card.get("onnx") or {}).items()),
+        "measured_items": [(key, value) for key, value in measured.items()
+                           if not isinstance(value, dict)],
+        "distillation_items": list((measured.get("distillation") or {}).items()),
+        "files": [(name, size / 1e6) for name, size in card["files"].items()],
+        "hyperparameters": list(card["hyperparameters"].items()),
+    }
+    text = render_to_string("learner/model_card.md", context)
+    # Template tags on lines of their own leave blank lines behind: one blank line is
+    # Markdown's paragraph break, more say nothing.
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
 
 
 def _write_card(folder: Path, card: dict[str, Any]) -> None:
